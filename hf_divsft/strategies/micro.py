@@ -1,0 +1,100 @@
+"""Micro level: a sample's types are the mid-frequency tokens of one component.
+
+Tokens are counted with the LLM's own tokenizer over the whole pool. Tokens seen too often are function
+words, tokens seen too rarely are names and typos; the paper keeps 10 < count <= 500 in a 117K pool.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from datasets import Dataset, Features, List, Value
+
+from ..data import arrow_column
+from ..errors import DivsftError
+from ..tokenization import DEFAULT_TOKENIZER, TokenizeColumn
+
+PAPER_POOL_SIZE = 117_000
+PAPER_BAND = (10, 500)
+FREQUENCIES = ("occurrences", "samples")
+
+
+class MidBandTypes:
+    """Batched map function: each row's distinct token ids that fall inside the fitted mid band."""
+
+    def __init__(self, token_column: str, band_ids: np.ndarray):
+        self.token_column = token_column
+        self.band_ids = np.sort(np.asarray(band_ids, dtype=np.int64))
+
+    def __call__(self, batch: dict) -> dict:
+        return {"types": [self._row_types(ids) for ids in batch[self.token_column]]}
+
+    def _row_types(self, ids) -> np.ndarray:
+        ids = np.unique(np.asarray(ids, dtype=np.int64))
+        return ids[np.isin(ids, self.band_ids, assume_unique=True)]
+
+
+@dataclass
+class MicroTypes:
+    """Type extractor for `{instruction,response}-micro`.
+
+    `band=(low, high)` keeps tokens with low < count <= high; `frequency` counts token occurrences or
+    samples containing the token; `scale_band` rescales the bounds from the paper's 117K pool to this one.
+    """
+
+    component: str = "response"
+    tokenizer: str = DEFAULT_TOKENIZER
+    band: tuple[int, int] = PAPER_BAND
+    frequency: str = "occurrences"
+    scale_band: bool = False
+
+    def __post_init__(self):
+        low, high = self.band
+        if not 0 <= low < high:
+            raise DivsftError(f"--band {low},{high}: need 0 <= low < high")
+        if self.frequency not in FREQUENCIES:
+            raise DivsftError(f"--frequency {self.frequency}: choose one of {', '.join(FREQUENCIES)}")
+
+    @property
+    def tokenize(self) -> TokenizeColumn:
+        return TokenizeColumn(self.component, self.tokenizer)
+
+    def bounds(self, pool_size: int) -> tuple[float, float]:
+        scale = pool_size / PAPER_POOL_SIZE if self.scale_band else 1.0
+        return self.band[0] * scale, self.band[1] * scale
+
+    def fit(self, ds: Dataset) -> MidBandTypes:
+        """Count token frequencies over the pool and return the map function that assigns types."""
+        column = self.tokenize.output_column
+        tokens = arrow_column(ds, column).combine_chunks()
+        values = np.asarray(tokens.flatten(), dtype=np.int64)
+        if self.frequency == "samples":
+            rows = np.repeat(np.arange(len(tokens)), np.diff(np.asarray(tokens.offsets)))
+            values = np.unique(np.stack([rows, values]), axis=1)[1] if values.size else values
+        ids, counts = np.unique(values, return_counts=True)
+        low, high = self.bounds(ds.num_rows)
+        return MidBandTypes(column, ids[(counts > low) & (counts <= high)])
+
+    def add_types(self, ds: Dataset, num_proc: int | None = None) -> Dataset:
+        """Tokenize, fit the band on this pool, and add a `types` column (cached by fingerprint)."""
+        ds = self.tokenize.apply(ds, num_proc=num_proc)
+        assign = self.fit(ds)
+        if assign.band_ids.size == 0:
+            low, high = self.bounds(ds.num_rows)
+            raise DivsftError(
+                f"no {self.component} token has {low:g} < count <= {high:g} in this pool of {ds.num_rows} "
+                "rows; widen --band or use --band-scale"
+            )
+        features = Features({**ds.features, "types": List(Value("int64"))})
+        return ds.map(assign, batched=True, num_proc=num_proc, features=features, desc="Assigning micro types")
+
+    def describe(self) -> dict:
+        return {
+            "level": "micro",
+            "component": self.component,
+            "tokenizer": self.tokenizer,
+            "band": list(self.band),
+            "frequency": self.frequency,
+            "scale_band": self.scale_band,
+        }

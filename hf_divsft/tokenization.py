@@ -1,0 +1,110 @@
+"""LLM tokenizers for type extraction and metrics, plus the paper's whitespace ablation.
+
+`TokenizeColumn` is a batched `Dataset.map` function that adds `<column>_token_ids`; every feature that
+needs token ids (micro types, the length band, later the metrics) reads that one cached column.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+from typing import Protocol
+
+from datasets import Dataset, Features, List, Value
+
+from .artifacts import staged_dir
+from .assets import cache_dir, smollm2_gguf
+from .errors import DivsftError
+
+DEFAULT_TOKENIZER = "smollm2"
+WHITESPACE_TOKENIZER = "whitespace"
+
+
+class TextTokenizer(Protocol):
+    id_dtype: str
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]: ...
+
+
+class WhitespaceTokenizer:
+    """Splits on white space; a word's id is a stable 63-bit hash, so no vocabulary has to be fitted."""
+
+    id_dtype = "int64"
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [[_word_id(word) for word in text.split()] for text in texts]
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _word_id(word: str) -> int:
+    return int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "little") >> 1
+
+
+class HFTokenizer:
+    """A `transformers` tokenizer, encoded through its Rust backend without special tokens."""
+
+    id_dtype = "int32"
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self._backend = getattr(tokenizer, "backend_tokenizer", None)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        if self._backend is not None:
+            return [enc.ids for enc in self._backend.encode_batch_fast(texts, add_special_tokens=False)]
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+
+@functools.lru_cache(maxsize=8)
+def load_tokenizer(spec: str = DEFAULT_TOKENIZER) -> TextTokenizer:
+    """`smollm2` (the bundled SmolLM2-135M-Instruct GGUF), `whitespace`, or a local path / Hub id."""
+    if spec == WHITESPACE_TOKENIZER:
+        return WhitespaceTokenizer()
+    from transformers import AutoTokenizer
+
+    source = _smollm2_tokenizer_dir() if spec == DEFAULT_TOKENIZER else spec
+    try:
+        return HFTokenizer(AutoTokenizer.from_pretrained(str(source)))
+    except Exception as err:
+        raise DivsftError(f"--tokenizer {spec}: cannot be loaded ({str(err).strip().splitlines()[0]})") from err
+
+
+def _smollm2_tokenizer_dir() -> Path:
+    """Convert the GGUF tokenizer once (about 3 s) and keep it as a plain tokenizer folder."""
+    folder = cache_dir() / "tokenizers" / "smollm2-135m-instruct"
+    if not (folder / "tokenizer.json").exists():
+        from transformers import AutoTokenizer
+
+        gguf = smollm2_gguf()
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        with staged_dir(folder, overwrite=True) as staging:
+            tokenizer.save_pretrained(str(staging))
+    return folder
+
+
+class TokenizeColumn:
+    """Batched map function: `ds.map(TokenizeColumn("response"), batched=True)` adds `response_token_ids`.
+
+    Only the tokenizer's name is part of its state, so `datasets` fingerprints (and caches) it stably.
+    """
+
+    def __init__(self, column: str, tokenizer: str = DEFAULT_TOKENIZER):
+        self.column = column
+        self.tokenizer = tokenizer
+        self.output_column = f"{column}_token_ids"
+
+    def __call__(self, batch: dict) -> dict:
+        return {self.output_column: load_tokenizer(self.tokenizer).encode_batch(batch[self.column])}
+
+    def apply(self, ds: Dataset, num_proc: int | None = None) -> Dataset:
+        """Add the token-id column unless it is there already."""
+        if self.output_column in ds.column_names:
+            return ds
+        if self.column not in ds.column_names:
+            raise DivsftError(f"no column '{self.column}' to tokenize (columns: {', '.join(ds.column_names)})")
+        dtype = load_tokenizer(self.tokenizer).id_dtype
+        features = Features({**ds.features, self.output_column: List(Value(dtype))})
+        return ds.map(
+            self, batched=True, num_proc=num_proc, features=features, desc=f"Tokenizing {self.column}"
+        )
