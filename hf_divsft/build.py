@@ -16,8 +16,10 @@ from .artifacts import check_free, staged_dir, write_json
 from .data import PoolColumns, arrow_column, load_pool, pool_fingerprint
 from .errors import DivsftError
 from .select import Selection, TypeSelector
-from .strategies import Strategy
-from .strategies.micro import PAPER_BAND, MicroTypes
+from .embedding import DEFAULT_EMBEDDER
+from .strategies import MacroTypes, MesoTypes, MicroTypes, Strategy, TagNormalizer
+from .strategies.micro import PAPER_BAND
+from .tagging import make_tagger
 from .tokenization import DEFAULT_TOKENIZER, TokenizeColumn
 
 PAPER_LEVELS = (0, 17, 33, 50, 67, 83, 100)
@@ -39,6 +41,15 @@ class BuildConfig:
     band: tuple[int, int] = PAPER_BAND
     band_scale: bool = False
     frequency: str = "occurrences"
+    embedder: str = DEFAULT_EMBEDDER
+    min_cluster_size: int = 30
+    noise: str = "drop"
+    tagger: str = "spacy"
+    tagger_model: str | None = None
+    base_url: str | None = None
+    tag_alpha: int = 20
+    tag_similarity: float = 0.85
+    tag_association: float = 0.95
     response_tokens: tuple[int, int] | None = None
     num_proc: int | None = None
     overwrite: bool = False
@@ -78,10 +89,11 @@ def build(config: BuildConfig) -> dict:
     pool_rows = pool.num_rows
     if config.response_tokens:
         pool = _length_band(pool, config)
-    extractor = MicroTypes(strategy.component, config.tokenizer, config.band, config.frequency, config.band_scale)
+    extractor = make_extractor(strategy, config)
     typed = extractor.add_types(pool, num_proc=config.num_proc)
     selector = TypeSelector(arrow_column(typed, "types"), seed=config.seed)
-    subsets = typed.remove_columns([c for c in typed.column_names if c.endswith("_token_ids")])
+    helper_suffixes = ("_token_ids", "_embedding")  # big per-row features stay in the cache, not the subsets
+    subsets = typed.remove_columns([c for c in typed.column_names if c.endswith(helper_suffixes)])
 
     manifest = {
         "pool": config.pool,
@@ -106,6 +118,22 @@ def build(config: BuildConfig) -> dict:
             manifest["levels"].append(_level_entry(name, selection, subset))
         write_json(staging / "manifest.json", manifest)
     return manifest
+
+
+def make_extractor(strategy: Strategy, config: BuildConfig) -> MicroTypes | MacroTypes | MesoTypes:
+    """The type extractor of the strategy's level, with the config's knobs for it."""
+    component = strategy.component
+    if strategy.level == "micro":
+        return MicroTypes(component, config.tokenizer, config.band, config.frequency, config.band_scale)
+    if strategy.level == "macro":
+        return MacroTypes(
+            component, config.embedder, min_cluster_size=config.min_cluster_size, noise=config.noise, seed=config.seed
+        )
+    options = {"model": config.tagger_model} if config.tagger != "spacy" else {}
+    if config.tagger == "openai":
+        options["base_url"] = config.base_url
+    normalizer = TagNormalizer(config.tag_alpha, config.tag_similarity, config.tag_association, config.embedder)
+    return MesoTypes(component, make_tagger(config.tagger, **options), normalizer)
 
 
 def _length_band(pool: Dataset, config: BuildConfig) -> Dataset:

@@ -46,7 +46,7 @@ def _fail(err: DivsftError) -> None:
 @app.command()
 def build(
     pool: Annotated[str, typer.Option(help="Hub id, Hub-layout folder, saved dataset, or .jsonl/.json/.parquet")] = None,
-    strategy: Annotated[str, typer.Option(help="{instruction,response}-micro")] = None,
+    strategy: Annotated[str, typer.Option(help="{instruction,response}-{macro,meso,micro}")] = None,
     out: Annotated[Path, typer.Option(help="Output folder: one saved dataset per level + manifest.json")] = None,
     levels: Annotated[str, typer.Option(help="Diversity levels in percent (default 0,17,33,50,67,83,100)")] = None,
     size: Annotated[int, typer.Option(help="Samples per subset (N) (default 10000)")] = None,
@@ -61,6 +61,15 @@ def build(
     band: Annotated[str, typer.Option(help="Mid-frequency band LOW,HIGH: LOW < count <= HIGH (default 10,500)")] = None,
     band_scale: Annotated[bool, typer.Option(help="Scale the band from the paper's 117K pool to this pool")] = None,
     frequency: Annotated[str, typer.Option(help="Count token 'occurrences' or 'samples' holding the token")] = None,
+    embedder: Annotated[str, typer.Option(help="macro/meso: minilm-static (fast), minilm, or a sentence-transformers path")] = None,
+    min_cluster_size: Annotated[int, typer.Option(help="macro: HDBSCAN min_cluster_size (default 30)")] = None,
+    noise: Annotated[str, typer.Option(help="macro: HDBSCAN outliers 'drop' (no type) or one 'type'")] = None,
+    tagger: Annotated[str, typer.Option(help="meso: spacy (offline), openai (any compatible endpoint) or transformers")] = None,
+    tagger_model: Annotated[str, typer.Option(help="meso: model name for --tagger openai/transformers")] = None,
+    base_url: Annotated[str, typer.Option(help="meso: OpenAI-compatible base URL; key from OPENAI_API_KEY")] = None,
+    tag_alpha: Annotated[int, typer.Option(help="meso: drop tags seen in fewer samples (default 20)")] = None,
+    tag_similarity: Annotated[float, typer.Option(help="meso: cosine similarity that merges tags (default 0.85)")] = None,
+    tag_association: Annotated[float, typer.Option(help="meso: co-occurrence confidence that merges tags (default 0.95)")] = None,
     response_tokens: Annotated[str, typer.Option(help="Keep only responses with MIN,MAX tokens (length ablation)")] = None,
     num_proc: Annotated[int, typer.Option(help="Processes for datasets.map")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists")] = None,
@@ -73,6 +82,8 @@ def build(
     flags = dict(
         pool=pool, strategy=strategy, out=str(out) if out else None, size=size, seed=seed, split=split,
         tokenizer=tokenizer, band_scale=band_scale, frequency=frequency, num_proc=num_proc, overwrite=overwrite,
+        embedder=embedder, min_cluster_size=min_cluster_size, noise=noise, tagger=tagger, tagger_model=tagger_model,
+        base_url=base_url, tag_alpha=tag_alpha, tag_similarity=tag_similarity, tag_association=tag_association,
     )
     try:
         flags["levels"] = _int_list(levels, "--levels") if levels else None

@@ -11,10 +11,11 @@ import hashlib
 from pathlib import Path
 from typing import Protocol
 
-from datasets import Dataset, Features, List, Value
+from datasets import List, Value
 
 from .artifacts import staged_dir
 from .assets import cache_dir, smollm2_gguf
+from .columns import FeatureColumn
 from .errors import DivsftError
 
 DEFAULT_TOKENIZER = "smollm2"
@@ -87,28 +88,18 @@ def _smollm2_tokenizer_dir() -> Path:
     return folder
 
 
-class TokenizeColumn:
-    """Batched map function: `ds.map(TokenizeColumn("response"), batched=True)` adds `response_token_ids`.
+class TokenizeColumn(FeatureColumn):
+    """Batched map function: `ds.map(TokenizeColumn("response"), batched=True)` adds `response_token_ids`."""
 
-    Only the tokenizer's name is part of its state, so `datasets` fingerprints (and caches) it stably.
-    """
+    suffix = "token_ids"
+    verb = "Tokenizing"
 
     def __init__(self, column: str, tokenizer: str = DEFAULT_TOKENIZER):
-        self.column = column
+        super().__init__(column)
         self.tokenizer = tokenizer
-        self.output_column = f"{column}_token_ids"
 
     def __call__(self, batch: dict) -> dict:
         return {self.output_column: load_tokenizer(self.tokenizer).encode_batch(batch[self.column])}
 
-    def apply(self, ds: Dataset, num_proc: int | None = None) -> Dataset:
-        """Add the token-id column unless it is there already."""
-        if self.output_column in ds.column_names:
-            return ds
-        if self.column not in ds.column_names:
-            raise DivsftError(f"no column '{self.column}' to tokenize (columns: {', '.join(ds.column_names)})")
-        dtype = load_tokenizer(self.tokenizer).id_dtype
-        features = Features({**ds.features, self.output_column: List(Value(dtype))})
-        return ds.map(
-            self, batched=True, num_proc=num_proc, features=features, desc=f"Tokenizing {self.column}"
-        )
+    def feature(self):
+        return List(Value(load_tokenizer(self.tokenizer).id_dtype))

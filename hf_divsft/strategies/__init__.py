@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import DivsftError
+from .macro import MacroTypes
+from .meso import MesoTypes, TagNormalizer
 from .micro import MicroTypes
 
 COMPONENTS = ("instruction", "response")
-EXTRACTORS = {"micro": MicroTypes}
+EXTRACTORS = {"macro": MacroTypes, "meso": MesoTypes, "micro": MicroTypes}
 STRATEGIES = tuple(f"{component}-{level}" for component in COMPONENTS for level in EXTRACTORS)
 
 
@@ -37,4 +39,4 @@ class Strategy:
         return f"{self.component}_{self.level}_d{level:03d}"
 
 
-__all__ = ["COMPONENTS", "EXTRACTORS", "STRATEGIES", "MicroTypes", "Strategy"]
+__all__ = ["COMPONENTS", "EXTRACTORS", "STRATEGIES", "MacroTypes", "MesoTypes", "MicroTypes", "Strategy", "TagNormalizer"]

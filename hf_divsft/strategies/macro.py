@@ -1,0 +1,95 @@
+"""Macro level: a sample's single type is the semantic cluster of one component (BERTopic-style).
+
+Embed the text, reduce (UMAP), cluster (HDBSCAN); each of the three is a swappable component passed in,
+as in BERTopic. Embeddings are a cached `.map()` column, so every level and every rerun reuses them.
+HDBSCAN leaves outliers unclustered; `noise="drop"` (default) gives them no type, so they are never
+selected (a topic-controlled subset should not be padded with off-topic outliers), and `noise="type"`
+makes all outliers one more type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from datasets import Dataset, Features, List, Value
+
+from ..embedding import DEFAULT_EMBEDDER, EmbedColumn, embedding_matrix
+from ..errors import DivsftError
+
+NOISE_CHOICES = ("drop", "type")
+
+
+def default_reducer(seed: int = 0):
+    from umap import UMAP
+
+    return UMAP(n_neighbors=15, n_components=5, min_dist=0.0, metric="cosine", random_state=seed)
+
+
+def default_clusterer(min_cluster_size: int = 30):
+    from fast_hdbscan import HDBSCAN
+
+    return HDBSCAN(min_cluster_size=min_cluster_size)
+
+
+class ClusterTypes:
+    """Batched map function (with indices): row i gets `[labels[i]]`, or `[]` for dropped noise."""
+
+    def __init__(self, labels: np.ndarray):
+        self.labels = np.asarray(labels, dtype=np.int64)
+
+    def __call__(self, batch: dict, indices: list[int]) -> dict:
+        return {"types": [[int(c)] if c >= 0 else [] for c in self.labels[indices]]}
+
+
+@dataclass
+class MacroTypes:
+    """Type extractor for `{instruction,response}-macro`."""
+
+    component: str = "instruction"
+    embedder: str = DEFAULT_EMBEDDER
+    reducer: Any = None
+    clusterer: Any = None
+    min_cluster_size: int = 30
+    noise: str = "drop"
+    seed: int = 0
+    stats: dict = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self):
+        if self.noise not in NOISE_CHOICES:
+            raise DivsftError(f"--noise {self.noise}: choose one of {', '.join(NOISE_CHOICES)}")
+
+    @property
+    def embed(self) -> EmbedColumn:
+        return EmbedColumn(self.component, self.embedder)
+
+    def cluster(self, vectors: np.ndarray) -> np.ndarray:
+        """Cluster labels per row; -1 marks noise, or a type of its own with `noise="type"`."""
+        reducer = self.reducer if self.reducer is not None else default_reducer(self.seed)
+        clusterer = self.clusterer if self.clusterer is not None else default_clusterer(self.min_cluster_size)
+        reduced = reducer.fit_transform(vectors) if reducer != "none" else vectors
+        labels = np.asarray(clusterer.fit_predict(reduced), dtype=np.int64)
+        self.stats = {"clusters": int(labels.max() + 1), "noise_rows": int((labels < 0).sum())}
+        if self.noise == "type":
+            labels = np.where(labels < 0, labels.max() + 1, labels)
+        return labels
+
+    def add_types(self, ds: Dataset, num_proc: int | None = None) -> Dataset:
+        ds = self.embed.apply(ds, num_proc=num_proc)
+        labels = self.cluster(embedding_matrix(ds, self.embed.output_column))
+        features = Features({**ds.features, "types": List(Value("int64"))})
+        return ds.map(ClusterTypes(labels), batched=True, with_indices=True, features=features,
+                      desc="Assigning macro types")
+
+    def describe(self) -> dict:
+        return {
+            "level": "macro",
+            "component": self.component,
+            "embedder": self.embedder,
+            "reducer": type(self.reducer).__name__ if self.reducer is not None else "UMAP(15, 5, cosine)",
+            "clusterer": type(self.clusterer).__name__ if self.clusterer is not None
+            else f"HDBSCAN(min_cluster_size={self.min_cluster_size})",
+            "noise": self.noise,
+            **self.stats,
+        }

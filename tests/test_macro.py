@@ -1,0 +1,99 @@
+"""Macro types on real pool rows: embeddings, BERTopic-style clustering, swappable parts, the selector."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+
+from hf_divsft import TypeSelector, load_pool
+from hf_divsft.build import PAPER_LEVELS
+from hf_divsft.embedding import load_embedder
+from hf_divsft.strategies import MacroTypes
+
+from .conftest import POOL_DIR
+
+SIZE = 300
+
+
+@pytest.fixture(scope="module")
+def t0_rows():
+    """4,000 real T0 instructions: their template (the middle of the id) is a ground truth for topics."""
+    pool = load_pool(str(POOL_DIR))
+    t0 = pool.filter(lambda batch: [s == "t0-50k" for s in batch["source"]], batched=True)
+    return t0.shuffle(seed=0).select(range(4000))
+
+
+@pytest.fixture(scope="module")
+def macro_typed(t0_rows):
+    macro = MacroTypes("instruction", min_cluster_size=10)
+    return macro, macro.add_types(t0_rows)
+
+
+def template_purity(templates: np.ndarray, labels: np.ndarray) -> float:
+    """Row-weighted share of each template's clustered rows that sit in its most common cluster."""
+    total = weighted = 0
+    for template in np.unique(templates):
+        labels_of = labels[(templates == template) & (labels >= 0)]
+        if len(labels_of):
+            total += len(labels_of)
+            weighted += Counter(labels_of.tolist()).most_common(1)[0][1]
+    return weighted / total
+
+
+def test_static_embedder_agrees_with_minilm_on_similarity():
+    texts = ["Translate this sentence into French.", "Render this sentence in French.", "Solve 3 + 4 * 2."]
+    for name in ("minilm-static", "minilm"):
+        vectors = load_embedder(name).encode(texts)
+        assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+        assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+
+
+def test_t0_templates_fall_into_few_clusters(macro_typed, t0_rows):
+    macro, typed = macro_typed
+    labels = np.array([types[0] if types else -1 for types in typed["types"][:]])
+    templates = np.array([row_id.split("/")[1] for row_id in t0_rows["id"][:]])
+    purity = template_purity(templates, labels)
+    shuffled = template_purity(templates, np.random.default_rng(0).permutation(labels))
+    print(f"\nmacro on 4,000 T0 instructions: {macro.stats['clusters']} clusters, "
+          f"{macro.stats['noise_rows']} noise rows, template purity {purity:.3f} (shuffled labels {shuffled:.3f})")
+    assert macro.stats["clusters"] >= 20
+    assert purity >= 0.45 and purity >= 2.5 * shuffled
+
+
+def test_one_type_per_clustered_row_and_noise_dropped(macro_typed):
+    macro, typed = macro_typed
+    types = typed["types"][:]
+    assert all(len(t) <= 1 for t in types)
+    assert sum(1 for t in types if not t) == macro.stats["noise_rows"]
+    assert "instruction_embedding" in typed.column_names  # cached feature column, reused by every level
+
+
+def test_selector_gives_even_topic_subsets(macro_typed):
+    _, typed = macro_typed
+    selector = TypeSelector(typed["types"], seed=0)
+    chosen = [selector.select(level, SIZE) for level in PAPER_LEVELS]
+    covered = [s.types_covered for s in chosen]
+    assert covered == sorted(covered) and covered[-1] == selector.num_types
+    for selection in chosen:
+        assert len(selection.indices) == SIZE == len(set(selection.indices.tolist()))
+        counts = selection.type_counts
+        available = selector.type_counts(selector.candidates(selection.k), selection.k)
+        # One type per row: clusters with samples left differ by at most one; the others gave them all.
+        left = counts < available
+        if left.any():
+            assert counts[left].max() - counts[left].min() <= 1
+            assert (counts[~left] <= counts[left].max()).all()
+
+
+def test_components_are_swappable_and_noise_can_be_a_type(t0_rows):
+    rows = t0_rows.select(range(600))
+    macro = MacroTypes("instruction", reducer=PCA(n_components=8, random_state=0),
+                       clusterer=KMeans(n_clusters=6, n_init=3, random_state=0))
+    types = macro.add_types(rows)["types"][:]
+    assert sorted({t[0] for t in types}) == list(range(6))
+    as_type = MacroTypes("instruction", min_cluster_size=10, noise="type").add_types(rows)["types"][:]
+    assert all(len(t) == 1 for t in as_type)
