@@ -32,3 +32,4 @@ test: install
 bench: install
 	$(PY) -m pip install --quiet -e ".[all,bench]"
 	$(PY) benchmarks/bench_micro_build.py
+	$(PY) benchmarks/bench_macro.py

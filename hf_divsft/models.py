@@ -32,6 +32,8 @@ def smollm2_model_dir() -> Path:
     if unexpected or set(missing) - {"lm_head.weight"}:  # the LM head is tied to the embeddings
         raise DivsftError(f"{gguf}: unexpected weights while converting ({unexpected or missing})")
     model.tie_weights()
+    model.config.quantization_config = None  # else config.json still claims GGUF quantisation
+    model.config.architectures = [type(model).__name__]  # GGUF configs carry none; servers need it
     model.generation_config = source.generation_config
     with staged_dir(folder, overwrite=True) as staging:
         model.save_pretrained(str(staging))

@@ -155,10 +155,12 @@ class LLMTagger:
 
     name = "llm"
 
-    def __init__(self, model: str, max_tags: int = 5, retries: int = 2, cache: TagCache | None = None):
+    def __init__(self, model: str, max_tags: int = 5, retries: int = 2, max_tokens: int = 256,
+                 cache: TagCache | None = None):
         self.model = model
         self.max_tags = max_tags
         self.retries = retries
+        self.max_tokens = max_tokens
         self._cache = cache
 
     def __getstate__(self) -> dict:
@@ -171,7 +173,8 @@ class LLMTagger:
         return self._cache
 
     def key(self, text: str) -> str:
-        payload = json.dumps([self.describe(), INSTAG_PROMPT, text], sort_keys=True)
+        # The same model answers the same prompt alike wherever it is served, so the URL is not part of it.
+        payload = json.dumps([self.model, self.max_tags, INSTAG_PROMPT, text])
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
     def tag_batch(self, texts: list[str]) -> list[list[str]]:
@@ -238,7 +241,7 @@ class OpenAITagger(LLMTagger):
             model=self.model,
             messages=[{"role": "user", "content": prompt}],
             temperature=0.0 if attempt == 0 else 0.7,  # a retry must be able to answer differently
-            max_tokens=256,
+            max_tokens=self.max_tokens,
         )
         return reply.choices[0].message.content or ""
 
@@ -254,7 +257,8 @@ class TransformersTagger(LLMTagger):
     def _complete(self, prompt: str, attempt: int) -> str:
         from .models import chat_generate
 
-        return chat_generate(self.model, [{"role": "user", "content": prompt}], sample=attempt > 0)
+        messages = [{"role": "user", "content": prompt}]
+        return chat_generate(self.model, messages, sample=attempt > 0, max_new_tokens=self.max_tokens)
 
 
 def make_tagger(name: str = "spacy", **options) -> SpacyTagger | LLMTagger:

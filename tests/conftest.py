@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -60,3 +65,49 @@ def run_divsft(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
 def error_line(stderr: str) -> str:
     """The last line of stderr, which must be the one-line error (progress bars come before it)."""
     return stderr.rstrip("\n").split("\n")[-1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def chat_server(tmp_path_factory):
+    """A real OpenAI-compatible server (`transformers serve`) for SmolLM2-135M on 127.0.0.1.
+
+    One thread: on a 2-core machine a second OpenMP thread makes decoding several times slower.
+    Yields (base_url, model name); the server is stopped when the session ends.
+    """
+    from hf_divsft.models import smollm2_model_dir
+
+    folder = str(smollm2_model_dir())
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    command = [str(Path(sys.executable).with_name("transformers")), "serve", folder,
+               "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
+    log = open(tmp_path_factory.mktemp("server") / "transformers-serve.log", "w")
+    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"transformers serve exited with {server.returncode}; see {log.name}")
+            try:
+                with urllib.request.urlopen(f"{base_url}/models", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"transformers serve did not answer within 180 s; see {log.name}")
+                time.sleep(0.5)
+        yield base_url, folder
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
