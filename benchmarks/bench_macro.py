@@ -12,27 +12,15 @@ Prints a table and writes benchmarks/results/macro.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import time
-from pathlib import Path
 
 import datasets
 import numpy as np
+from common import POOL, RESULTS, save, timed
 
 from hf_divsft import PAPER_LEVELS, TypeSelector, load_pool
 from hf_divsft.embedding import load_embedder, minilm_dir
 from hf_divsft.strategies import MacroTypes
 from hf_divsft.tagging import SpacyTagger
-
-HERE = Path(__file__).resolve().parent
-
-
-def timed(fn):
-    start = time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - start
 
 
 def ours(sample, component: str, embedder: str, size: int):
@@ -62,11 +50,11 @@ def agreement(a: np.ndarray, b: np.ndarray) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--pool", default=str(HERE.parent.parent / "shared" / "data" / "open-sft-pool"))
+    parser.add_argument("--pool", default=str(POOL))
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--size", type=int, default=2_000, help="N per level on the sample")
     parser.add_argument("--component", default="instruction")
-    parser.add_argument("--out", default=str(HERE / "results" / "macro.json"))
+    parser.add_argument("--out", default=str(RESULTS / "macro.json"))
     args = parser.parse_args()
     datasets.disable_caching()
     datasets.disable_progress_bars()
@@ -101,7 +89,6 @@ def main() -> None:
     record = {
         "benchmark": "macro extraction + 7-level selection vs BERTopic.fit_transform",
         "rows": args.rows, "size": args.size, "component": args.component,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "seconds": {name: round(seconds, 2) for name, seconds, _ in rows},
         "ratio_vs_bertopic": round(ours_s / bertopic_s, 3),
         "fast_path_ratio_vs_bertopic": round(static_s / bertopic_s, 3),
@@ -109,9 +96,8 @@ def main() -> None:
         "fast_vs_minilm": fast_vs_minilm, "ours_vs_bertopic": ours_vs_bertopic,
         "meso_spacy_samples_per_s": tagging,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    save(record, args.out, ("datasets", "sentence-transformers", "model2vec", "umap-learn", "fast-hdbscan",
+                            "bertopic", "spacy"))
 
 
 if __name__ == "__main__":

@@ -8,25 +8,16 @@ Target: ratio <= 2.0 and peak RSS <= 4 GiB. Prints a table and writes benchmarks
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import resource
-import time
-from pathlib import Path
 
 import datasets
+from common import POOL, RESULTS, save, timed
 
 from hf_divsft import PAPER_LEVELS, MicroTypes, TypeSelector, load_pool, load_tokenizer
 from hf_divsft.data import arrow_column
 
-HERE = Path(__file__).resolve().parent
 TARGET_RATIO, TARGET_RSS_GIB = 2.0, 4.0
 
-
-def timed(fn):
-    start = time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - start
 
 
 def run_component(pool, component: str, size: int) -> dict:
@@ -53,9 +44,9 @@ def run_component(pool, component: str, size: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--pool", default=str(HERE.parent.parent / "shared" / "data" / "open-sft-pool"))
+    parser.add_argument("--pool", default=str(POOL))
     parser.add_argument("--size", type=int, default=10_000)
-    parser.add_argument("--out", default=str(HERE / "results" / "micro_build.json"))
+    parser.add_argument("--out", default=str(RESULTS / "micro_build.json"))
     args = parser.parse_args()
 
     datasets.disable_caching()  # measure the computation, not a cache hit from an earlier run
@@ -87,14 +78,10 @@ def main() -> None:
         "pool": args.pool,
         "size": args.size,
         "levels": list(PAPER_LEVELS),
-        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
-        "versions": {name: __import__(name).__version__ for name in ("datasets", "transformers", "tokenizers")},
         "components": rows,
         "summary": summary,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    save(record, args.out, ("datasets", "transformers", "tokenizers"))
 
 
 if __name__ == "__main__":

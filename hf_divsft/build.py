@@ -14,9 +14,9 @@ from tqdm.auto import tqdm
 from . import __version__
 from .artifacts import check_free, staged_dir, write_json
 from .data import PoolColumns, arrow_column, load_pool, pool_fingerprint
+from .embedding import DEFAULT_EMBEDDER
 from .errors import DivsftError
 from .select import Selection, TypeSelector
-from .embedding import DEFAULT_EMBEDDER
 from .strategies import MacroTypes, MesoTypes, MicroTypes, Strategy, TagNormalizer
 from .strategies.micro import PAPER_BAND
 from .tagging import make_tagger
@@ -43,6 +43,7 @@ class BuildConfig:
     frequency: str = "occurrences"
     embedder: str = DEFAULT_EMBEDDER
     min_cluster_size: int = 30
+    umap_epochs: int = 50
     noise: str = "drop"
     tagger: str = "spacy"
     tagger_model: str | None = None
@@ -127,7 +128,8 @@ def make_extractor(strategy: Strategy, config: BuildConfig) -> MicroTypes | Macr
         return MicroTypes(component, config.tokenizer, config.band, config.frequency, config.band_scale)
     if strategy.level == "macro":
         return MacroTypes(
-            component, config.embedder, min_cluster_size=config.min_cluster_size, noise=config.noise, seed=config.seed
+            component, config.embedder, min_cluster_size=config.min_cluster_size,
+            umap_epochs=config.umap_epochs or None, noise=config.noise, seed=config.seed,
         )
     options = {"model": config.tagger_model} if config.tagger != "spacy" else {}
     if config.tagger == "openai":

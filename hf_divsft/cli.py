@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import fields
 from pathlib import Path
 from typing import Annotated
 
@@ -63,6 +62,7 @@ def build(
     frequency: Annotated[str, typer.Option(help="Count token 'occurrences' or 'samples' holding the token")] = None,
     embedder: Annotated[str, typer.Option(help="macro/meso: minilm-static (fast), minilm, or a sentence-transformers path")] = None,
     min_cluster_size: Annotated[int, typer.Option(help="macro: HDBSCAN min_cluster_size (default 30)")] = None,
+    umap_epochs: Annotated[int, typer.Option(help="macro: UMAP epochs (default 50; 0 = UMAP's own, full fidelity)")] = None,
     noise: Annotated[str, typer.Option(help="macro: HDBSCAN outliers 'drop' (no type) or one 'type'")] = None,
     tagger: Annotated[str, typer.Option(help="meso: spacy (offline), openai (any compatible endpoint) or transformers")] = None,
     tagger_model: Annotated[str, typer.Option(help="meso: model name for --tagger openai/transformers")] = None,
@@ -82,7 +82,7 @@ def build(
     flags = dict(
         pool=pool, strategy=strategy, out=str(out) if out else None, size=size, seed=seed, split=split,
         tokenizer=tokenizer, band_scale=band_scale, frequency=frequency, num_proc=num_proc, overwrite=overwrite,
-        embedder=embedder, min_cluster_size=min_cluster_size, noise=noise, tagger=tagger, tagger_model=tagger_model,
+        embedder=embedder, min_cluster_size=min_cluster_size, umap_epochs=umap_epochs, noise=noise, tagger=tagger, tagger_model=tagger_model,
         base_url=base_url, tag_alpha=tag_alpha, tag_similarity=tag_similarity, tag_association=tag_association,
     )
     try:

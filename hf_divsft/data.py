@@ -9,6 +9,7 @@ is kept, so subsets carry whatever metadata the pool had.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from datasets import Dataset, DatasetDict, Value, load_dataset, load_from_disk
 
 from .errors import DivsftError
 
+SPECIAL_TOKEN = re.compile(r"<\|[^|>]{1,40}\|>")  # e.g. the `<|endoftext|>` some sources leave in text
 DATA_FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 TEXT_COLUMNS = ("instruction", "response")
 
@@ -182,6 +184,11 @@ def pool_fingerprint(ds: Dataset) -> str:
                 digest.update(text.encode("utf-8"))
                 digest.update(b"\x00")
     return digest.hexdigest()
+
+
+def strip_special_tokens(text: str) -> str:
+    """Text without chat/special-token markers, for embedders and taggers that would read them as words."""
+    return SPECIAL_TOKEN.sub(" ", text).strip()
 
 
 def arrow_column(ds: Dataset, column: str) -> pa.ChunkedArray:

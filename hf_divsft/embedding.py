@@ -19,9 +19,9 @@ from datasets import Dataset, List, Value
 
 from .arrays import as_list_array
 from .artifacts import staged_dir
-from .columns import FeatureColumn
 from .assets import cache_dir
-from .data import arrow_column
+from .columns import FeatureColumn
+from .data import arrow_column, strip_special_tokens
 from .errors import DivsftError
 
 DEFAULT_EMBEDDER = "minilm-static"
@@ -113,7 +113,8 @@ class EmbedColumn(FeatureColumn):
         self.embedder = embedder
 
     def __call__(self, batch: dict) -> dict:
-        return {self.output_column: load_embedder(self.embedder).encode(batch[self.column])}
+        texts = [strip_special_tokens(text) for text in batch[self.column]]
+        return {self.output_column: load_embedder(self.embedder).encode(texts)}
 
     def feature(self):
         return List(Value("float32"))

@@ -25,11 +25,11 @@ from datasets import List, Value
 
 from .assets import cache_dir
 from .columns import FeatureColumn
+from .data import strip_special_tokens
 from .errors import DivsftError
 
 logger = logging.getLogger(__name__)
 
-SPECIAL_TOKEN = re.compile(r"<\|[^|>]{1,40}\|>")
 INSTAG_PROMPT = (
     "You are a helpful assistant. Identify the user intentions in the text below with a few short, "
     "atomic tags (2-4 words each, at most {max_tags}), each with a brief explanation. Answer only with "
@@ -67,7 +67,7 @@ class SpacyTagger:
         return self._nlp
 
     def clip(self, text: str) -> str:
-        words = SPECIAL_TOKEN.sub(" ", text).split()
+        words = strip_special_tokens(text).split()
         if len(words) > 2 * self.clip_words:
             words = words[: self.clip_words] + ["..."] + words[-self.clip_words :]
         return " ".join(words)
