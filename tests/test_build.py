@@ -126,3 +126,24 @@ def test_every_command_has_help():
         result = run_divsft(*args, "--help")
         assert result.returncode == 0 and "Usage" in result.stdout
     assert "--strategy" in run_divsft("build", "--help").stdout
+
+
+@pytest.mark.parametrize(
+    "strategy, flags, extractor",
+    [
+        ("instruction-macro", ("--min-cluster-size", 10), {"level": "macro", "embedder": "minilm-static"}),
+        ("response-meso", ("--tag-alpha", 5), {"level": "meso", "tagger": "spacy"}),
+    ],
+)
+def test_build_macro_and_meso_strategies(pool_file, tmp_path, strategy, flags, extractor):
+    out = tmp_path / strategy
+    result = run_divsft("build", "--pool", pool_file, "--strategy", strategy, "--size", 200, "--levels", "0,100",
+                        *flags, "--out", out)
+    assert result.returncode == 0, result.stderr
+    manifest = read_manifest(out)
+    assert manifest["strategy"] == strategy and extractor.items() <= manifest["extractor"].items()
+    first, last = manifest["levels"]
+    assert first["num_rows"] == last["num_rows"] == 200
+    assert first["types_covered"] < last["types_covered"] == manifest["types_total"]
+    subset = load_from_disk(str(out / last["config"]))
+    assert not any(name.endswith(("_embedding", "_token_ids")) for name in subset.column_names)
