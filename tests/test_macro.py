@@ -97,3 +97,9 @@ def test_components_are_swappable_and_noise_can_be_a_type(t0_rows):
     assert sorted({t[0] for t in types}) == list(range(6))
     as_type = MacroTypes("instruction", min_cluster_size=10, noise="type").add_types(rows)["types"][:]
     assert all(len(t) == 1 for t in as_type)
+
+
+def test_same_seed_same_clusters(t0_rows):
+    rows = t0_rows.select(range(800))
+    first, again = (MacroTypes("instruction", min_cluster_size=10, seed=3).add_types(rows) for _ in range(2))
+    assert first["types"][:] == again["types"][:]
