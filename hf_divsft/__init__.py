@@ -6,7 +6,7 @@ from .build import PAPER_LEVELS, BuildConfig, build  # noqa: E402
 from .data import PoolColumns, load_pool  # noqa: E402
 from .errors import DivsftError  # noqa: E402
 from .select import Selection, TypeSelector  # noqa: E402
-from .strategies import STRATEGIES, MicroTypes, Strategy  # noqa: E402
+from .strategies import STRATEGIES, MacroTypes, MesoTypes, MicroTypes, Strategy, TagNormalizer  # noqa: E402
 from .tokenization import TokenizeColumn, load_tokenizer  # noqa: E402
 
 __all__ = [
@@ -14,10 +14,13 @@ __all__ = [
     "STRATEGIES",
     "BuildConfig",
     "DivsftError",
+    "MacroTypes",
+    "MesoTypes",
     "MicroTypes",
     "PoolColumns",
     "Selection",
     "Strategy",
+    "TagNormalizer",
     "TokenizeColumn",
     "TypeSelector",
     "build",

@@ -15,6 +15,7 @@ class FeatureColumn:
 
     suffix = ""
     verb = "Computing"
+    batch_size = 1000
 
     def __init__(self, column: str):
         self.column = column
@@ -29,4 +30,7 @@ class FeatureColumn:
         if self.column not in ds.column_names:
             raise DivsftError(f"no column '{self.column}' to read (columns: {', '.join(ds.column_names)})")
         features = Features({**ds.features, self.output_column: self.feature()})
-        return ds.map(self, batched=True, num_proc=num_proc, features=features, desc=f"{self.verb} {self.column}")
+        return ds.map(
+            self, batched=True, batch_size=self.batch_size, num_proc=num_proc, features=features,
+            desc=f"{self.verb} {self.column}",
+        )

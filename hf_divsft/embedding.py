@@ -107,6 +107,7 @@ class EmbedColumn(FeatureColumn):
 
     suffix = "embedding"
     verb = "Embedding"
+    batch_size = 8192  # sentence-transformers sorts each call's texts by length: big calls pad less
 
     def __init__(self, column: str, embedder: str = DEFAULT_EMBEDDER):
         super().__init__(column)
