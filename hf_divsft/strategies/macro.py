@@ -9,11 +9,13 @@ makes all outliers one more type.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from datasets import Dataset, Features, List, Value
+from sklearn.base import BaseEstimator
 
 from ..embedding import DEFAULT_EMBEDDER, EmbedColumn, embedding_matrix
 from ..errors import DivsftError
@@ -21,18 +23,58 @@ from ..errors import DivsftError
 NOISE_CHOICES = ("drop", "type")
 
 
+class SeededUMAP(BaseEstimator):
+    """A seeded (reproducible) UMAP that computes its neighbour graph exactly with BLAS on smaller sets.
+
+    A seeded UMAP searches neighbours single-threaded: on 10,000 MiniLM vectors that search took 24 s,
+    the exact brute-force graph 3 s (and UMAP on it 1.7 s). Brute force grows with n squared, so above
+    `exact_below` rows UMAP's own search is faster (75,636 rows: 63 s against 81 s) and is used.
+    """
+
+    def __init__(self, n_neighbors: int = 15, n_components: int = 5, min_dist: float = 0.0,
+                 n_epochs: int | None = 50, random_state: int = 0, exact_below: int = 30_000):
+        self.n_neighbors = n_neighbors
+        self.n_components = n_components
+        self.min_dist = min_dist
+        self.n_epochs = n_epochs
+        self.random_state = random_state
+        self.exact_below = exact_below
+
+    def fit(self, vectors: np.ndarray, y=None) -> "SeededUMAP":
+        self.embedding_ = self.fit_transform(vectors)
+        return self
+
+    def fit_transform(self, vectors: np.ndarray, y=None) -> np.ndarray:
+        from sklearn.neighbors import NearestNeighbors
+        from umap import UMAP
+
+        neighbours = min(self.n_neighbors, len(vectors) - 1)
+        graph = (None, None, None)
+        if len(vectors) < self.exact_below:
+            search = NearestNeighbors(n_neighbors=neighbours, metric="cosine", algorithm="brute").fit(vectors)
+            distances, indices = search.kneighbors(vectors)
+            graph = (indices, distances, None)
+        umap = UMAP(
+            n_neighbors=neighbours, n_components=self.n_components, min_dist=self.min_dist, metric="cosine",
+            n_epochs=self.n_epochs, random_state=self.random_state, precomputed_knn=graph,
+        )
+        with warnings.catch_warnings():  # both are the expected consequences of seeding and of our graph
+            warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+            warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)
+            return umap.fit_transform(vectors)
+
+
 def default_reducer(seed: int = 0, pca_dims: int = 50, umap_epochs: int | None = 50):
     """PCA to `pca_dims`, then BERTopic's UMAP (15 neighbours, 5 components, min_dist 0, cosine).
 
-    The PCA step makes UMAP's neighbour search about 3x faster on 256-d vectors; 50 optimisation epochs
+    The PCA step makes the neighbour search about 3x faster on 256-d vectors; 50 optimisation epochs
     instead of UMAP's 200 make it 2.5x faster again and gave as pure clusters on the shared pool.
     `umap_epochs=None` restores UMAP's own schedule (full fidelity).
     """
     from sklearn.decomposition import PCA
     from sklearn.pipeline import make_pipeline
-    from umap import UMAP
 
-    umap = UMAP(n_neighbors=15, n_components=5, min_dist=0.0, metric="cosine", random_state=seed, n_epochs=umap_epochs)
+    umap = SeededUMAP(n_epochs=umap_epochs, random_state=seed)
     return make_pipeline(PCA(pca_dims, random_state=seed), umap) if pca_dims else umap
 
 
