@@ -69,8 +69,10 @@ class TagNormalizer:
         from nltk.stem import PorterStemmer
 
         stem = PorterStemmer().stem
-        key_lists = [{rule_key(tag, stem) for tag in tags} - {""} for tags in tag_lists]
-        surface = Counter((rule_key(tag, stem), tag) for tags in tag_lists for tag in set(tags))
+        # Stem each distinct tag once: a pool repeats the same few thousand tags hundreds of times.
+        key_of = {tag: rule_key(tag, stem) for tag in {tag for tags in tag_lists for tag in tags}}
+        key_lists = [{key_of[tag] for tag in tags} - {""} for tags in tag_lists]
+        surface = Counter((key_of[tag], tag) for tags in tag_lists for tag in set(tags))
         support = Counter(key for keys in key_lists for key in keys)
         keys = sorted(key for key, n in support.items() if n >= self.alpha)
         if not keys:
