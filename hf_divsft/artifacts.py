@@ -43,16 +43,25 @@ def check_free(final: Path, overwrite: bool) -> None:
         raise DivsftError(f"{final}: already exists; pass --overwrite or choose another --out")
 
 
-def write_json(path: str | os.PathLike, payload: dict) -> None:
-    """Write JSON atomically (temporary file in the same folder, then `os.replace`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+@contextlib.contextmanager
+def staged_file(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path in `final`'s folder; on success it replaces `final` (`os.replace`)."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=final.suffix, dir=final.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, ensure_ascii=False, allow_nan=False)
-            handle.write("\n")
-        os.replace(tmp, path)
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make shared outputs unreadable to others
+        os.replace(tmp, final)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json(path: str | os.PathLike, payload: dict) -> None:
+    """Write JSON atomically: a half-written file is never visible under `path`."""
+    with staged_file(path) as tmp:
+        with tmp.open("w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=2, ensure_ascii=False, allow_nan=False)
+            handle.write("\n")

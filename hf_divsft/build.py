@@ -16,6 +16,7 @@ from .artifacts import check_free, staged_dir, write_json
 from .data import PoolColumns, arrow_column, load_pool, pool_fingerprint
 from .embedding import DEFAULT_EMBEDDER
 from .errors import DivsftError
+from .measure import MeasureConfig, add_metric_features, measure_dataset
 from .select import Selection, TypeSelector
 from .strategies import MacroTypes, MesoTypes, MicroTypes, Strategy, TagNormalizer
 from .strategies.micro import PAPER_BAND
@@ -52,6 +53,7 @@ class BuildConfig:
     tag_similarity: float = 0.85
     tag_association: float = 0.95
     response_tokens: tuple[int, int] | None = None
+    metrics: bool = True
     num_proc: int | None = None
     overwrite: bool = False
 
@@ -92,6 +94,9 @@ def build(config: BuildConfig) -> dict:
         pool = _length_band(pool, config)
     extractor = make_extractor(strategy, config)
     typed = extractor.add_types(pool, num_proc=config.num_proc)
+    measuring = _measure_config(config)
+    if measuring:
+        typed = add_metric_features(typed, measuring)  # once for the pool; every level reads it
     selector = TypeSelector(arrow_column(typed, "types"), seed=config.seed)
     helper_suffixes = ("_token_ids", "_embedding")  # big per-row features stay in the cache, not the subsets
     subsets = typed.remove_columns([c for c in typed.column_names if c.endswith(helper_suffixes)])
@@ -107,6 +112,7 @@ def build(config: BuildConfig) -> dict:
         "typed_rows": selector.typed_rows,
         "extractor": extractor.describe(),
         "response_tokens": list(config.response_tokens) if config.response_tokens else None,
+        "metrics_settings": measuring.settings() if measuring else None,
         "hf_divsft_version": __version__,
         "levels": [],
     }
@@ -116,7 +122,10 @@ def build(config: BuildConfig) -> dict:
             name = strategy.config_name(level)
             subset = subsets.select(selection.indices)
             subset.save_to_disk(str(staging / name))
-            manifest["levels"].append(_level_entry(name, selection, subset))
+            entry = _level_entry(name, selection, subset)
+            if measuring:
+                entry["metrics"] = measure_dataset(typed.select(selection.indices), measuring)
+            manifest["levels"].append(entry)
         write_json(staging / "manifest.json", manifest)
     return manifest
 
@@ -136,6 +145,13 @@ def make_extractor(strategy: Strategy, config: BuildConfig) -> MicroTypes | Macr
         options["base_url"] = config.base_url
     normalizer = TagNormalizer(config.tag_alpha, config.tag_similarity, config.tag_association, config.embedder)
     return MesoTypes(component, make_tagger(config.tagger, **options), normalizer)
+
+
+def _measure_config(config: BuildConfig) -> MeasureConfig | None:
+    """The metrics use the build's own tokenizer and embedder, so their feature columns are shared."""
+    if not config.metrics:
+        return None
+    return MeasureConfig(tokenizer=config.tokenizer, embedder=config.embedder, seed=config.seed, num_proc=config.num_proc)
 
 
 def _length_band(pool: Dataset, config: BuildConfig) -> Dataset:

@@ -23,6 +23,24 @@ def divsft() -> None:
     """Diversity-controlled SFT subsets after 'From Macro to Micro' (AAAI 2026)."""
 
 
+# Options shared by several commands, declared once.
+Split = Annotated[str, typer.Option(help="Pool split (default train)")]
+InstructionColumn = Annotated[str, typer.Option(help="Pool column holding the instruction")]
+ResponseColumn = Annotated[str, typer.Option(help="Pool column holding the response")]
+InputColumn = Annotated[str, typer.Option(help="Optional column appended to the instruction")]
+MessagesColumn = Annotated[str, typer.Option(help="Chat column used when there is no instruction/response")]
+IdColumn = Annotated[str, typer.Option(help="Column of unique row ids (generated if absent)")]
+Tokenizer = Annotated[str, typer.Option(help="smollm2 (bundled GGUF), whitespace, or a path / Hub id")]
+Embedder = Annotated[str, typer.Option(help="minilm-static (fast), minilm, or a sentence-transformers path")]
+Seed = Annotated[int, typer.Option(help="Random seed (default 0)")]
+NumProc = Annotated[int, typer.Option(help="Processes for datasets.map")]
+
+
+def _column_flags(**names: str | None) -> dict[str, str]:
+    """The `--*-column` flags that were given, as PoolColumns fields."""
+    return {key: value for key, value in names.items() if value is not None}
+
+
 def _int_list(text: str, flag: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
@@ -49,18 +67,18 @@ def build(
     out: Annotated[Path, typer.Option(help="Output folder: one saved dataset per level + manifest.json")] = None,
     levels: Annotated[str, typer.Option(help="Diversity levels in percent (default 0,17,33,50,67,83,100)")] = None,
     size: Annotated[int, typer.Option(help="Samples per subset (N) (default 10000)")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (default 0)")] = None,
-    split: Annotated[str, typer.Option(help="Pool split (default train)")] = None,
-    instruction_column: Annotated[str, typer.Option(help="Pool column holding the instruction")] = None,
-    response_column: Annotated[str, typer.Option(help="Pool column holding the response")] = None,
-    input_column: Annotated[str, typer.Option(help="Optional column appended to the instruction")] = None,
-    messages_column: Annotated[str, typer.Option(help="Chat column used when there is no instruction/response")] = None,
-    id_column: Annotated[str, typer.Option(help="Column of unique row ids (generated if absent)")] = None,
-    tokenizer: Annotated[str, typer.Option(help="smollm2 (bundled GGUF), whitespace, or a path / Hub id")] = None,
+    seed: Seed = None,
+    split: Split = None,
+    instruction_column: InstructionColumn = None,
+    response_column: ResponseColumn = None,
+    input_column: InputColumn = None,
+    messages_column: MessagesColumn = None,
+    id_column: IdColumn = None,
+    tokenizer: Tokenizer = None,
     band: Annotated[str, typer.Option(help="Mid-frequency band LOW,HIGH: LOW < count <= HIGH (default 10,500)")] = None,
     band_scale: Annotated[bool, typer.Option(help="Scale the band from the paper's 117K pool to this pool")] = None,
     frequency: Annotated[str, typer.Option(help="Count token 'occurrences' or 'samples' holding the token")] = None,
-    embedder: Annotated[str, typer.Option(help="macro/meso: minilm-static (fast), minilm, or a sentence-transformers path")] = None,
+    embedder: Embedder = None,
     min_cluster_size: Annotated[int, typer.Option(help="macro: HDBSCAN min_cluster_size (default 30)")] = None,
     umap_epochs: Annotated[int, typer.Option(help="macro: UMAP epochs (default 50; 0 = UMAP's own, full fidelity)")] = None,
     noise: Annotated[str, typer.Option(help="macro: HDBSCAN outliers 'drop' (no type) or one 'type'")] = None,
@@ -71,7 +89,8 @@ def build(
     tag_similarity: Annotated[float, typer.Option(help="meso: cosine similarity that merges tags (default 0.85)")] = None,
     tag_association: Annotated[float, typer.Option(help="meso: co-occurrence confidence that merges tags (default 0.95)")] = None,
     response_tokens: Annotated[str, typer.Option(help="Keep only responses with MIN,MAX tokens (length ablation)")] = None,
-    num_proc: Annotated[int, typer.Option(help="Processes for datasets.map")] = None,
+    metrics: Annotated[bool, typer.Option(help="Measure the six metrics of every level into the manifest")] = None,
+    num_proc: NumProc = None,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists")] = None,
     config: Annotated[Path, typer.Option(help="YAML file with any of these options; flags override it")] = None,
 ) -> None:
@@ -81,7 +100,8 @@ def build(
 
     flags = dict(
         pool=pool, strategy=strategy, out=str(out) if out else None, size=size, seed=seed, split=split,
-        tokenizer=tokenizer, band_scale=band_scale, frequency=frequency, num_proc=num_proc, overwrite=overwrite,
+        tokenizer=tokenizer, band_scale=band_scale, frequency=frequency, metrics=metrics, num_proc=num_proc,
+        overwrite=overwrite,
         embedder=embedder, min_cluster_size=min_cluster_size, umap_epochs=umap_epochs, noise=noise, tagger=tagger, tagger_model=tagger_model,
         base_url=base_url, tag_alpha=tag_alpha, tag_similarity=tag_similarity, tag_association=tag_association,
     )
@@ -90,11 +110,10 @@ def build(
         flags["band"] = _int_pair(band, "--band") if band else None
         flags["response_tokens"] = _int_pair(response_tokens, "--response-tokens") if response_tokens else None
         flags = {key: value for key, value in flags.items() if value is not None}
-        columns = dict(
+        columns = _column_flags(
             instruction=instruction_column, response=response_column, input=input_column,
             messages=messages_column, id=id_column,
         )
-        columns = {key: value for key, value in columns.items() if value is not None}
         if config:
             cfg = BuildConfig.from_yaml(config, **flags)
             for key, value in columns.items():
@@ -115,6 +134,69 @@ def build(
             f"type_entropy={entry['type_entropy']:.3f}"
         )
     typer.echo(f"wrote {cfg.out}/manifest.json")
+
+
+@app.command()
+def measure(
+    dataset: Annotated[str, typer.Argument(help="Build folder (every level), saved dataset, Hub id, or data file")],
+    out: Annotated[Path, typer.Option(help="Where to write the metrics report (JSON)")],
+    split: Split = "train",
+    instruction_column: InstructionColumn = None,
+    response_column: ResponseColumn = None,
+    input_column: InputColumn = None,
+    messages_column: MessagesColumn = None,
+    id_column: IdColumn = None,
+    tokenizer: Tokenizer = "smollm2",
+    embedder: Embedder = "minilm-static",
+    components: Annotated[str, typer.Option(help="Components to measure")] = "instruction,response",
+    max_n: Annotated[int, typer.Option(help="Largest n for the n-gram ratio and Self-BLEU")] = 4,
+    self_bleu_sample: Annotated[int, typer.Option(help="Self-BLEU on a seeded sample of this many texts above it; 0 = all")] = 20_000,
+    seed: Seed = 0,
+    num_proc: NumProc = None,
+) -> None:
+    """The six diversity metrics (n-gram ratio, embedding distance, length, compression, Self-BLEU, entropy)."""
+    from .artifacts import write_json
+    from .data import PoolColumns
+    from .measure import MeasureConfig
+    from .measure import measure as run_measure
+
+    try:
+        config = MeasureConfig(
+            tokenizer=tokenizer, embedder=embedder, components=[c.strip() for c in components.split(",") if c.strip()],
+            max_n=max_n, self_bleu_sample=self_bleu_sample or None, seed=seed, num_proc=num_proc,
+        )
+        columns = _column_flags(
+            instruction=instruction_column, response=response_column, input=input_column,
+            messages=messages_column, id=id_column,
+        )
+        report = run_measure(dataset, config, PoolColumns(**columns), split)
+        write_json(out, report)
+    except DivsftError as err:
+        _fail(err)
+    for entry in report.get("levels") or [{"config": dataset, "metrics": report["metrics"]}]:
+        for component, metrics in entry["metrics"].items():
+            values = " ".join(f"{name}={_short(metric['value'])}" for name, metric in metrics.items())
+            typer.echo(f"{entry['config']} {component}: {values}")
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+def plot(
+    sources: Annotated[list[str], typer.Argument(help="Build folders or `divsft measure` reports of build folders")],
+    out: Annotated[Path, typer.Option(help="PNG file to write")],
+) -> None:
+    """Plot each metric against diversity level, one line per strategy."""
+    from .plots import plot_metrics
+
+    try:
+        plot_metrics(sources, out)
+    except DivsftError as err:
+        _fail(err)
+    typer.echo(f"wrote {out}")
+
+
+def _short(value) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
 
 
 def main() -> None:  # pragma: no cover - console entry point

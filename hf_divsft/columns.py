@@ -24,7 +24,8 @@ class FeatureColumn:
     def feature(self):
         raise NotImplementedError
 
-    def apply(self, ds: Dataset, num_proc: int | None = None) -> Dataset:
+    def apply(self, ds: Dataset, num_proc: int | None = None, keep_in_memory: bool = False) -> Dataset:
+        """Add the column unless present; `keep_in_memory` keeps cache files out of a source folder."""
         if self.output_column in ds.column_names:
             return ds
         if self.column not in ds.column_names:
@@ -32,5 +33,5 @@ class FeatureColumn:
         features = Features({**ds.features, self.output_column: self.feature()})
         return ds.map(
             self, batched=True, batch_size=self.batch_size, num_proc=num_proc, features=features,
-            desc=f"{self.verb} {self.column}",
+            keep_in_memory=keep_in_memory, desc=f"{self.verb} {self.column}",
         )

@@ -102,6 +102,11 @@ def load_embedder(spec: str = DEFAULT_EMBEDDER) -> Embedder:
         raise DivsftError(f"--embedder {spec}: cannot be loaded ({str(err).strip().splitlines()[0]})") from err
 
 
+def embed_texts(texts: list[str], embedder: str = DEFAULT_EMBEDDER) -> np.ndarray:
+    """Unit vectors of `texts`; markers like `<|endoftext|>` are stripped first (they carry no meaning)."""
+    return load_embedder(embedder).encode([strip_special_tokens(text) for text in texts])
+
+
 class EmbedColumn(FeatureColumn):
     """Batched map function: adds `<column>_embedding` (unit-length float32 vectors)."""
 
@@ -114,8 +119,7 @@ class EmbedColumn(FeatureColumn):
         self.embedder = embedder
 
     def __call__(self, batch: dict) -> dict:
-        texts = [strip_special_tokens(text) for text in batch[self.column]]
-        return {self.output_column: load_embedder(self.embedder).encode(texts)}
+        return {self.output_column: embed_texts(batch[self.column], self.embedder)}
 
     def feature(self):
         return List(Value("float32"))
