@@ -195,6 +195,36 @@ def plot(
     typer.echo(f"wrote {out}")
 
 
+@app.command()
+def publish(
+    builds: Annotated[list[Path], typer.Argument(help="Build folders (the --out of `divsft build`), one per strategy")],
+    repo: Annotated[str, typer.Option(help="Hub dataset repo ORG/NAME")],
+    version: Annotated[str, typer.Option(help="Release version X.Y.Z, tagged vX.Y.Z; never republished")],
+    hub_dir: Annotated[Path, typer.Option(help="A bare local git repo standing for the Hub repo (created if missing)")] = None,
+    dry_run: Annotated[bool, typer.Option(help="List what would be committed and tagged; change nothing")] = False,
+    license: Annotated[str, typer.Option(help="Card license (default: the pool card's, else 'other')")] = None,
+    private: Annotated[bool, typer.Option(help="Create the Hub repo private")] = False,
+) -> None:
+    """Publish build folders as one versioned Hub dataset repo: a config per subset, a card, a tag."""
+    from .publish import PublishConfig
+    from .publish import publish as run_publish
+
+    try:
+        result = run_publish(PublishConfig(
+            builds=[str(b) for b in builds], repo=repo, version=version, hub_dir=str(hub_dir) if hub_dir else None,
+            dry_run=dry_run, license=license, private=private,
+        ))
+    except DivsftError as err:
+        _fail(err)
+    if dry_run:
+        typer.echo(f"dry run: would commit to {result.destination}:")
+        for line in result.plan:
+            typer.echo(f"  {line}")
+        return
+    typer.echo(f"published {len(result.configs)} configs to {result.destination} as {result.tag} "
+               f"(commit {result.commit[:12]}, license {result.license})")
+
+
 def _short(value) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -37,6 +39,31 @@ def pool_file(shared_pool, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("pool") / "pool-sample.parquet"
     shared_pool.shuffle(seed=1234).select(range(SAMPLE_ROWS)).to_parquet(str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def card_pool(pool_file, tmp_path_factory) -> Path:
+    """The pool sample as a Hub-layout folder whose card names a license (publish inherits it)."""
+    folder = tmp_path_factory.mktemp("pools") / "card-pool"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "train-00000-of-00001.parquet").write_bytes(pool_file.read_bytes())
+    (folder / "README.md").write_text(
+        "---\nlicense: apache-2.0\nconfigs:\n- config_name: default\n  data_files:\n"
+        "  - split: train\n    path: data/train-*.parquet\n---\n# card pool\n"
+    )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def builds(card_pool, tmp_path_factory) -> dict[str, Path]:
+    """Two small real builds (levels 0 and 100, 100 rows each) to publish: response- and instruction-micro."""
+    from hf_divsft import BuildConfig, build
+
+    root = tmp_path_factory.mktemp("builds")
+    for strategy in ("response-micro", "instruction-micro"):
+        build(BuildConfig(pool=str(card_pool), strategy=strategy, out=str(root / strategy), levels=[0, 100],
+                          size=100, band=(10, 100)))
+    return {strategy: root / strategy for strategy in ("response-micro", "instruction-micro")}
 
 
 @pytest.fixture
@@ -73,6 +100,37 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@contextlib.contextmanager
+def served(command: list[str], probe_url: str, log_path: Path, timeout: float, **popen):
+    """Run a server in its own process group until `probe_url` answers (any HTTP status); stop it after."""
+    log = open(log_path, "w")
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **popen)
+    name = Path(command[0]).name
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"{name} exited with {server.returncode}; see {log_path}")
+            try:
+                urllib.request.urlopen(probe_url, timeout=2).close()
+                break
+            except urllib.error.HTTPError:
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"{name} did not answer within {timeout:.0f} s; see {log_path}")
+                time.sleep(0.3)
+        yield
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+
+
 @pytest.fixture(scope="session")
 def chat_server(tmp_path_factory):
     """A real OpenAI-compatible server (`transformers serve`) for SmolLM2-135M on 127.0.0.1.
@@ -87,27 +145,39 @@ def chat_server(tmp_path_factory):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     command = [str(Path(sys.executable).with_name("transformers")), "serve", folder,
                "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
-    log = open(tmp_path_factory.mktemp("server") / "transformers-serve.log", "w")
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"transformers serve exited with {server.returncode}; see {log.name}")
-            try:
-                with urllib.request.urlopen(f"{base_url}/models", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"transformers serve did not answer within 180 s; see {log.name}")
-                time.sleep(0.5)
+    log = tmp_path_factory.mktemp("server") / "transformers-serve.log"
+    with served(command, f"{base_url}/models", log, timeout=180, env=env):
         yield base_url, folder
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
+
+
+@pytest.fixture(scope="module")
+def olah_hub(tmp_path_factory):
+    """A real Hub API on 127.0.0.1: olah, offline, serving the bare git repos under `mirrors/<type>/<org>/<name>`.
+
+    Yields (endpoint URL, mirrors folder); the server's process group is stopped when the module ends.
+    """
+    root = tmp_path_factory.mktemp("olah")
+    mirrors = root / "mirrors"
+    (mirrors / "datasets").mkdir(parents=True)
+    port = free_port()
+    config = root / "olah.toml"
+    config.write_text(
+        f'[basic]\nhost = "127.0.0.1"\nport = {port}\nrepos-path = "{root / "repos"}"\n'
+        f'mirrors-path = ["{mirrors}"]\n\n[accessibility]\noffline = true\n'
+    )
+    command = [str(Path(sys.executable).with_name("olah-cli")), "-c", str(config), "--log-path", str(root / "logs")]
+    endpoint = f"http://127.0.0.1:{port}"
+    # `/` answers 500 in olah 0.5, so probe a repo API route (404 for an unknown repo means it is up)
+    with served(command, f"{endpoint}/api/datasets/probe/probe/refs", root / "olah.log", timeout=60, cwd=root):
+        yield endpoint, mirrors
+
+
+def hub_env(endpoint: str, home: Path) -> dict:
+    """Environment for a process that talks to `endpoint` as the Hub, with its own empty cache.
+
+    HF_ENDPOINT is read when huggingface_hub is imported, so Hub clients run in a fresh process; a fresh
+    HF_HOME keeps `datasets` from answering a failed lookup with an older cached revision.
+    """
+    env = {key: value for key, value in os.environ.items() if not key.endswith("_OFFLINE")}
+    return {**env, "HF_ENDPOINT": endpoint, "HF_HOME": str(home)}
