@@ -225,6 +225,17 @@ def publish(
                f"(commit {result.commit[:12]}, license {result.license})")
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def train(ctx: typer.Context) -> None:
+    """Fine-tune a model on one subset with TRL (recipe YAML + flags; `divsft train --help` lists them)."""
+    from .train import cli as train_cli
+
+    raise typer.Exit(train_cli(ctx.args))
+
+
 def _short(value) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
