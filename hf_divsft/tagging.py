@@ -5,7 +5,7 @@
 * `TransformersTagger`: a local `transformers` chat model.
 
 The LLM taggers share one prompt, one parser that survives malformed replies (retried, then recorded as
-no tags), and one cache of tags per text hash, so a rerun never pays twice. `TagColumn` is the batched
+no tags), and one cache of tags per text hash (`chat.JsonCache`), so a rerun never pays twice. `TagColumn` is the batched
 `Dataset.map` function that adds `<column>_tags`.
 """
 
@@ -14,16 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import sqlite3
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from datasets import List, Value
 
-from .assets import cache_dir
+from .chat import JsonCache, LocalChat, OpenAIChat
 from .columns import FeatureColumn
 from .data import strip_special_tokens
 from .errors import DivsftError
@@ -119,146 +115,78 @@ def parse_tags(reply: str, max_tags: int) -> list[str]:
     return tags
 
 
-class TagCache:
-    """Tags per (tagger, text) hash in a small SQLite file; failed texts are recorded with their reply."""
-
-    def __init__(self, path: Path | None = None):
-        self.path = Path(path or cache_dir() / "tags.sqlite")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        with self._connect() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS tags (key TEXT PRIMARY KEY, tags TEXT, ok INTEGER, reply TEXT)")
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=60)
-
-    def get_many(self, keys: list[str]) -> dict[str, list[str]]:
-        found: dict[str, list[str]] = {}
-        with self._connect() as db:
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                for key, tags in db.execute(f"SELECT key, tags FROM tags WHERE key IN ({marks})", chunk):
-                    found[key] = json.loads(tags)
-        return found
-
-    def put_many(self, rows: list[tuple[str, list[str], bool, str]]) -> None:
-        with self._lock, self._connect() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO tags VALUES (?, ?, ?, ?)",
-                [(key, json.dumps(tags), int(ok), reply) for key, tags, ok, reply in rows],
-            )
-
-
 class LLMTagger:
-    """Shared logic of the LLM taggers: prompt, cache lookup, retries and parsing; `_complete` differs."""
+    """An LLM that answers the InsTag prompt through a chat backend, with retries, parsing and a cache."""
 
     name = "llm"
 
-    def __init__(self, model: str, max_tags: int = 5, retries: int = 2, max_tokens: int = 256,
-                 cache: TagCache | None = None):
-        self.model = model
+    def __init__(self, chat: OpenAIChat | LocalChat, max_tags: int = 5, retries: int = 2, max_tokens: int = 256,
+                 concurrency: int = 1, cache: JsonCache | None = None):
+        self.chat = chat
         self.max_tags = max_tags
         self.retries = retries
         self.max_tokens = max_tokens
+        self.concurrency = concurrency
         self._cache = cache
 
     def __getstate__(self) -> dict:
         return {key: value for key, value in self.__dict__.items() if not key.startswith("_")}
 
     @property
-    def cache(self) -> TagCache:
+    def cache(self) -> JsonCache:
         if getattr(self, "_cache", None) is None:
-            self._cache = TagCache()
+            self._cache = JsonCache("tags")
         return self._cache
 
     def key(self, text: str) -> str:
         # The same model answers the same prompt alike wherever it is served, so the URL is not part of it.
-        payload = json.dumps([self.model, self.max_tags, INSTAG_PROMPT, text])
+        payload = json.dumps([self.chat.model, self.max_tags, INSTAG_PROMPT, text])
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
     def tag_batch(self, texts: list[str]) -> list[list[str]]:
         keys = [self.key(text) for text in texts]
-        known = self.cache.get_many(keys)
+        known = {key: entry["tags"] for key, entry in self.cache.get_many(keys).items()}
         todo = {key: text for key, text in zip(keys, texts) if key not in known}
-        results = self._tag_uncached(list(todo.values()))
-        self.cache.put_many([(key, *result) for key, result in zip(todo, results)])
-        known.update({key: result[0] for key, result in zip(todo, results)})
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            results = list(pool.map(self._tag_one, todo.values()))
+        self.cache.put_many({key: result for key, result in zip(todo, results)})
+        known.update({key: result["tags"] for key, result in zip(todo, results)})
         return [known[key] for key in keys]
 
-    def _tag_uncached(self, texts: list[str]) -> list[tuple[list[str], bool, str]]:
-        return [self._tag_one(text) for text in texts]
-
-    def _tag_one(self, text: str) -> tuple[list[str], bool, str]:
-        prompt = INSTAG_PROMPT.format(max_tags=self.max_tags, text=text)
+    def _tag_one(self, text: str) -> dict:
+        """{"tags", "ok", "reply"}: a reply that never parses is recorded as no tags, with the reply kept."""
+        messages = [{"role": "user", "content": INSTAG_PROMPT.format(max_tags=self.max_tags, text=text)}]
         reply = ""
         for attempt in range(self.retries + 1):
-            reply = self._complete(prompt, attempt)
+            # greedy first; a retry samples, so it can answer differently
+            reply = self.chat.complete(messages, temperature=0.0 if attempt == 0 else 0.7, max_tokens=self.max_tokens)
             try:
-                return parse_tags(reply, self.max_tags), True, reply
+                return {"tags": parse_tags(reply, self.max_tags), "ok": True, "reply": reply}
             except TagParseError:
                 logger.info("malformed tagger reply (attempt %d): %.120r", attempt + 1, reply)
-        return [], False, reply
-
-    def _complete(self, prompt: str, attempt: int) -> str:
-        raise NotImplementedError
+        return {"tags": [], "ok": False, "reply": reply}
 
     def describe(self) -> dict:
-        return {"tagger": self.name, "model": self.model, "max_tags": self.max_tags}
+        return {"tagger": self.name, **self.chat.describe(), "max_tags": self.max_tags}
 
 
 class OpenAITagger(LLMTagger):
-    """Any OpenAI-compatible chat endpoint; the key comes from `api_key_env` (never logged)."""
+    """The InsTag prompt through any OpenAI-compatible chat endpoint, eight requests at a time."""
 
     name = "openai"
 
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  concurrency: int = 8, timeout: float = 120.0, **kwargs):
-        super().__init__(model, **kwargs)
-        self.base_url = base_url
-        self.api_key_env = api_key_env
-        self.concurrency = concurrency
-        self.timeout = timeout
-        self._client = None
-
-    @property
-    def client(self):
-        if getattr(self, "_client", None) is None:
-            from openai import OpenAI
-
-            key = os.environ.get(self.api_key_env) or ("unused" if self.base_url else None)
-            if key is None:
-                raise DivsftError(f"--tagger openai: set {self.api_key_env} or pass --base-url of a local server")
-            self._client = OpenAI(base_url=self.base_url, api_key=key, timeout=self.timeout, max_retries=2)
-        return self._client
-
-    def _tag_uncached(self, texts):
-        with ThreadPoolExecutor(self.concurrency) as pool:
-            return list(pool.map(self._tag_one, texts))
-
-    def _complete(self, prompt: str, attempt: int) -> str:
-        reply = self.client.chat.completions.create(
-            model=self.model,
-            messages=[{"role": "user", "content": prompt}],
-            temperature=0.0 if attempt == 0 else 0.7,  # a retry must be able to answer differently
-            max_tokens=self.max_tokens,
-        )
-        return reply.choices[0].message.content or ""
-
-    def describe(self) -> dict:
-        return {**super().describe(), "base_url": self.base_url}
+        super().__init__(OpenAIChat(model, base_url, api_key_env, timeout), concurrency=concurrency, **kwargs)
 
 
 class TransformersTagger(LLMTagger):
-    """A local `transformers` chat model (path or Hub id), greedy first, sampled on retries."""
+    """The InsTag prompt through a local `transformers` chat model (path, Hub id or `smollm2`)."""
 
     name = "transformers"
 
-    def _complete(self, prompt: str, attempt: int) -> str:
-        from .models import chat_generate
-
-        messages = [{"role": "user", "content": prompt}]
-        return chat_generate(self.model, messages, sample=attempt > 0, max_new_tokens=self.max_tokens)
+    def __init__(self, model: str, **kwargs):
+        super().__init__(LocalChat(model), **kwargs)
 
 
 def make_tagger(name: str = "spacy", **options) -> SpacyTagger | LLMTagger:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from hf_divsft.tagging import OpenAITagger, TagCache, TransformersTagger
+from hf_divsft.chat import JsonCache
+from hf_divsft.tagging import OpenAITagger, TransformersTagger
 
 TEXTS = [
     "Write a Python function that reverses a string.",
@@ -18,9 +19,10 @@ TEXTS = [
 ]
 
 
-def cached_rows(cache: TagCache) -> list[tuple[str, int, str]]:
+def cached_rows(cache: JsonCache) -> list[tuple[list[str], bool, str]]:
     with sqlite3.connect(cache.path) as db:
-        return list(db.execute("SELECT tags, ok, reply FROM tags"))
+        entries = [json.loads(value) for (value,) in db.execute(f"SELECT value FROM {cache.table}")]
+    return [(entry["tags"], entry["ok"], entry["reply"]) for entry in entries]
 
 
 def is_json(text: str) -> bool:
@@ -33,7 +35,7 @@ def is_json(text: str) -> bool:
 
 def test_openai_tagger_against_a_real_server(chat_server, tmp_path):
     base_url, model = chat_server
-    cache = TagCache(tmp_path / "tags.sqlite")
+    cache = JsonCache("tags", tmp_path / "llm.sqlite")
     tagger = OpenAITagger(model, base_url=base_url, max_tags=3, retries=1, max_tokens=48, cache=cache)
     tags = tagger.tag_batch(TEXTS)
     assert len(tags) == len(TEXTS) and all(isinstance(t, list) and len(t) <= 3 for t in tags)
@@ -41,15 +43,15 @@ def test_openai_tagger_against_a_real_server(chat_server, tmp_path):
     assert len(rows) == len(TEXTS) and all(reply for _, _, reply in rows)  # every reply is recorded
     assert any(not is_json(reply) for _, _, reply in rows), "expected at least one malformed reply"
     for stored, ok, _ in rows:
-        assert bool(ok) == bool(json.loads(stored))  # failures are recorded as no tags, not as an exception
+        assert ok == bool(stored)  # failures are recorded as no tags, not as an exception
     offline = OpenAITagger(model, base_url="http://127.0.0.1:9/v1", max_tags=3, retries=1, max_tokens=48,
                            cache=cache)
     assert offline.tag_batch(TEXTS) == tags  # a rerun pays nothing: the dead endpoint is never called
 
 
 def test_transformers_tagger_with_the_local_model(tmp_path):
-    cache = TagCache(tmp_path / "tags.sqlite")
+    cache = JsonCache("tags", tmp_path / "llm.sqlite")
     tagger = TransformersTagger("smollm2", max_tags=3, retries=0, max_tokens=24, cache=cache)
     tags = tagger.tag_batch(TEXTS[:1])
     (stored, ok, reply), = cached_rows(cache)
-    assert reply.strip() and tags == [json.loads(stored)] and bool(ok) == bool(tags[0])
+    assert reply.strip() and tags == [stored] and ok == bool(tags[0])

@@ -1,0 +1,110 @@
+"""One way to ask a chat model, and one cache for what it answered.
+
+The LLM tagger (meso types) and the pairwise judge (evaluation) both send chat messages and read the
+reply, from an OpenAI-compatible endpoint (vLLM, TGI, OpenAI, `transformers serve`) or a local
+`transformers` model. Answers are kept in SQLite, keyed by model and request, so a rerun pays nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+from .assets import cache_dir
+from .errors import DivsftError
+
+LLM_CACHE = "llm_cache.sqlite"
+
+
+class OpenAIChat:
+    """An OpenAI-compatible chat endpoint; the key comes from `api_key_env` and is never logged."""
+
+    backend = "openai"
+
+    def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+                 timeout: float = 120.0):
+        self.model = model
+        self.base_url = base_url
+        self.api_key_env = api_key_env
+        self.timeout = timeout
+        self._client = None
+
+    def __getstate__(self) -> dict:  # the HTTP client is neither picklable nor part of the identity
+        return {key: value for key, value in self.__dict__.items() if not key.startswith("_")}
+
+    @property
+    def client(self):
+        if getattr(self, "_client", None) is None:
+            from openai import OpenAI
+
+            key = os.environ.get(self.api_key_env) or ("unused" if self.base_url else None)
+            if key is None:
+                raise DivsftError(f"set {self.api_key_env} or pass the base URL of a local OpenAI-compatible server")
+            self._client = OpenAI(base_url=self.base_url, api_key=key, timeout=self.timeout, max_retries=2)
+        return self._client
+
+    def complete(self, messages: list[dict], temperature: float = 0.0, max_tokens: int = 256) -> str:
+        reply = self.client.chat.completions.create(
+            model=self.model, messages=messages, temperature=temperature, max_tokens=max_tokens,
+        )
+        return reply.choices[0].message.content or ""
+
+    def describe(self) -> dict:
+        return {"backend": self.backend, "model": self.model, "base_url": self.base_url}
+
+
+class LocalChat:
+    """A local `transformers` chat model (a path, a Hub id, or the bundled `smollm2`)."""
+
+    backend = "transformers"
+
+    def __init__(self, model: str):
+        self.model = model
+
+    def complete(self, messages: list[dict], temperature: float = 0.0, max_tokens: int = 256) -> str:
+        from .models import chat_generate
+
+        return chat_generate(self.model, messages, sample=temperature > 0, max_new_tokens=max_tokens)
+
+    def describe(self) -> dict:
+        return {"backend": self.backend, "model": self.model}
+
+
+class JsonCache:
+    """JSON values by key in one table of a SQLite file (default: the hf-divsft cache); thread-safe writes."""
+
+    def __init__(self, table: str, path: str | Path | None = None):
+        self.table = table
+        self.path = Path(path or cache_dir() / LLM_CACHE)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        with self._connect() as db:
+            db.execute(f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, value TEXT)")
+
+    def __getstate__(self) -> dict:
+        return {"table": self.table, "path": self.path}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=60)
+
+    def get_many(self, keys: list[str]) -> dict:
+        found = {}
+        with self._connect() as db:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, value in db.execute(f"SELECT key, value FROM {self.table} WHERE key IN ({marks})", chunk):
+                    found[key] = json.loads(value)
+        return found
+
+    def put_many(self, items: dict) -> None:
+        with self._lock, self._connect() as db:
+            db.executemany(f"INSERT OR REPLACE INTO {self.table} VALUES (?, ?)",
+                           [(key, json.dumps(value)) for key, value in items.items()])
