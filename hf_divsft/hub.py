@@ -10,6 +10,7 @@ Both take one `Release` (every file of a version) and make it visible all at onc
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import subprocess
 import tempfile
@@ -121,15 +122,25 @@ class LocalGitRepo:
         ))
 
 
+def _http_errors() -> tuple[type[BaseException], ...]:
+    """What a failed Hub call raises: huggingface_hub's HTTP errors and its transport's (httpx, or httpx2 in 2.x)."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    errors: list[type[BaseException]] = [HfHubHTTPError]
+    for transport in ("httpx", "httpx2"):
+        try:
+            errors.append(importlib.import_module(transport).HTTPError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
 @contextlib.contextmanager
 def _hub_errors(where: str):
     """HTTP failures as one-line errors; anything else (a bug, an interrupt) keeps its traceback."""
-    import httpx
-    from huggingface_hub.errors import HfHubHTTPError
-
     try:
         yield
-    except (HfHubHTTPError, httpx.HTTPError) as err:
+    except _http_errors() as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DivsftError(f"{where}: the Hub call failed ({reason})") from err
 
