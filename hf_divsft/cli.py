@@ -225,6 +225,60 @@ def publish(
                f"(commit {result.commit[:12]}, license {result.license})")
 
 
+@app.command(name="eval")
+def eval_(
+    out: Annotated[Path, typer.Option(help="Output folder: generations.jsonl, judgments.jsonl, summary.json")],
+    model: Annotated[str, typer.Option(help="smollm2 (bundled), a model folder or a Hub id")] = "smollm2",
+    adapter: Annotated[str, typer.Option(help="A LoRA adapter folder (from divsft train) on top of --model")] = None,
+    eval_set: Annotated[str, typer.Option(help="Hub-layout eval set with alpaca_eval and arena_hard configs")] = "../shared/data/sft-eval",
+    configs: Annotated[str, typer.Option(help="Eval configs, comma-separated")] = "alpaca_eval,arena_hard",
+    judge: Annotated[str, typer.Option(help="reference-nll (offline proxy) or pairwise (an LLM judge)")] = "reference-nll",
+    judge_model: Annotated[str, typer.Option(help="pairwise: the judge model (server name, or a local model)")] = None,
+    judge_base_url: Annotated[str, typer.Option(help="pairwise: OpenAI-compatible base URL; key from JUDGE_API_KEY")] = None,
+    judge_max_tokens: Annotated[int, typer.Option(help="pairwise: longest judge reply")] = 512,
+    judge_retries: Annotated[int, typer.Option(help="pairwise: asks again when a reply has no verdict")] = 1,
+    judge_cache: Annotated[str, typer.Option(help="pairwise: SQLite file of judge replies (default: the hf-divsft cache)")] = None,
+    limit: Annotated[int, typer.Option(help="A seeded sample of this many prompts, spread over the configs")] = None,
+    seed: Seed = 0,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest generated answer")] = 512,
+    batch_size: Annotated[int, typer.Option(help="Prompts generated together")] = 8,
+    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists")] = False,
+) -> None:
+    """Generate answers to the eval prompts and judge them (pairwise LLM judge or the reference-NLL proxy)."""
+    from .evaluation import EvalConfig, evaluate_model
+
+    try:
+        summary = evaluate_model(EvalConfig(
+            out=str(out), model=model, adapter=adapter, eval_set=eval_set, configs=configs.split(","), judge=judge,
+            judge_model=judge_model, judge_base_url=judge_base_url, judge_max_tokens=judge_max_tokens, judge_retries=judge_retries, judge_cache=judge_cache, limit=limit,
+            seed=seed, max_new_tokens=max_new_tokens, batch_size=batch_size, overwrite=overwrite,
+        ))
+    except DivsftError as err:
+        _fail(err)
+    ci = summary["ci95"]
+    interval = f" (95% CI {ci[0]:.3f}..{ci[1]:.3f})" if ci else ""
+    typer.echo(f"{summary['judge']['judge']}: score {_short(summary['score'])}{interval} on {summary['n']} prompts")
+    typer.echo(f"wrote {out}/summary.json")
+
+
+@app.command()
+def analyze(
+    runs: Annotated[list[str], typer.Argument(help="`divsft eval` output folders of models trained on subsets")],
+    out: Annotated[Path, typer.Option(help="Output folder: analysis.json, results.md and two PNG plots")],
+    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists")] = False,
+) -> None:
+    """Slopes of score against diversity per strategy, metric correlations, and the paper's two plots."""
+    from .analysis import analyze as run_analyze
+
+    try:
+        report = run_analyze(runs, str(out), overwrite)
+    except DivsftError as err:
+        _fail(err)
+    for strategy, fit in report["slopes"].items():
+        typer.echo(f"{strategy}: slope {fit['slope_x1e-2']:.3f} ± {fit['sd_x1e-2']:.3f} (x1e-2) over {fit['n']} runs")
+    typer.echo(f"wrote {out}/results.md")
+
+
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
     add_help_option=False,

@@ -47,15 +47,21 @@ def resolve_model(name: str = DEFAULT_MODEL) -> str:
 
 
 @functools.lru_cache(maxsize=2)
-def load_causal_lm(name: str = DEFAULT_MODEL):
+def load_causal_lm(name: str = DEFAULT_MODEL, adapter: str | None = None):
+    """(tokenizer padding on the left, model in eval mode); `adapter` is a PEFT (LoRA) folder on top."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = resolve_model(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source)
+        if adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, adapter)
     except Exception as err:
-        raise DivsftError(f"model {name}: cannot be loaded ({str(err).strip().splitlines()[0]})") from err
+        what = f"model {name}" + (f" with adapter {adapter}" if adapter else "")
+        raise DivsftError(f"{what}: cannot be loaded ({str(err).strip().splitlines()[0]})") from err
     tokenizer.padding_side = "left"
     return tokenizer, model.eval()
 

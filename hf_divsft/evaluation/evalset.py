@@ -1,0 +1,33 @@
+"""The evaluation prompts: AlpacaEval 2.0 and Arena-Hard with their reference answers (a Hub-layout folder)."""
+
+from __future__ import annotations
+
+import numpy as np
+from datasets import Dataset, concatenate_datasets, load_dataset
+
+from ..errors import DivsftError
+
+DEFAULT_EVAL_SET = "../shared/data/sft-eval"
+EVAL_CONFIGS = ("alpaca_eval", "arena_hard")
+
+
+def load_eval_set(source: str = DEFAULT_EVAL_SET, configs=EVAL_CONFIGS, limit: int | None = None,
+                  seed: int = 0) -> Dataset:
+    """Rows `id`, `config`, `instruction`, `reference`; with `limit`, a seeded sample spread over the configs."""
+    parts = []
+    for config in configs:
+        try:
+            part = load_dataset(source, config, split="test")
+        except Exception as err:
+            raise DivsftError(f"--eval-set {source}: cannot load config {config!r} "
+                              f"({str(err).strip().splitlines()[0]})") from err
+        missing = {"id", "instruction", "reference"} - set(part.column_names)
+        if missing:
+            raise DivsftError(f"--eval-set {source}/{config}: missing column(s) {', '.join(sorted(missing))}")
+        part = part.select_columns(["id", "instruction", "reference"]).add_column("config", [config] * part.num_rows)
+        parts.append(part)
+    if limit:
+        shares = np.diff(np.linspace(0, limit, len(parts) + 1).round().astype(int))  # as even as possible
+        rng = np.random.default_rng(seed)
+        parts = [p.select(np.sort(rng.choice(p.num_rows, min(n, p.num_rows), replace=False))) for p, n in zip(parts, shares)]
+    return concatenate_datasets(parts)
