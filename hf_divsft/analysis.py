@@ -1,0 +1,170 @@
+"""`divsft analyze`: score against diversity per strategy (Bayesian linear regression), metric correlations, plots.
+
+Each eval run (a `divsft eval` folder) names the subset its model was trained on; the subset's build
+manifest gives its strategy, diversity level and six metrics. Per strategy, score = a + b * level + noise
+is fitted with scikit-learn's `BayesianRidge`; the slope is reported like the paper's, in units of 1e-2
+score per diversity percent (that is, the score change from 0% to 100%). Pearson's r relates each metric,
+on each component, to the score over all runs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .artifacts import staged_dir, write_json
+from .errors import DivsftError
+from .metrics import METRICS
+
+COMPONENTS = ("instruction", "response")
+
+
+@dataclass
+class Run:
+    folder: str
+    strategy: str
+    level: int
+    score: float
+    metrics: dict
+
+
+def read_runs(folders: list[str]) -> tuple[list[Run], list[str]]:
+    """Runs joined with their build manifests, and a note for each run that could not be placed."""
+    runs, skipped = [], []
+    for folder in folders:
+        summary_path = Path(folder) / "summary.json"
+        if not summary_path.is_file():
+            raise DivsftError(f"{folder}: not a `divsft eval` output (no summary.json)")
+        summary = json.loads(summary_path.read_text())
+        subset = summary.get("subset") or {}
+        manifest_path = Path(subset.get("source", "")) / "manifest.json"
+        if "config" not in subset or not manifest_path.is_file():
+            skipped.append(f"{folder}: its model names no `divsft build` subset (trained elsewhere, or the base model)")
+            continue
+        levels = {e["config"]: e for e in json.loads(manifest_path.read_text())["levels"]}
+        entry = levels[subset["config"]]
+        runs.append(Run(str(folder), subset["strategy"], entry["level"], summary["score"], entry.get("metrics") or {}))
+    return runs, skipped
+
+
+def bayesian_slope(levels: np.ndarray, scores: np.ndarray) -> dict:
+    """Posterior mean and sd of the slope of score on level (per percent), via BayesianRidge."""
+    from sklearn.linear_model import BayesianRidge
+
+    model = BayesianRidge(fit_intercept=True).fit(levels.reshape(-1, 1), scores)
+    slope, sd = float(model.coef_[0]), float(np.sqrt(model.sigma_[0, 0]))
+    return {"slope": slope, "sd": sd, "slope_x1e-2": slope * 100, "sd_x1e-2": sd * 100,
+            "intercept": float(model.intercept_), "noise_sd": float(1 / np.sqrt(model.alpha_)), "n": len(levels),
+            "model": model}
+
+
+def correlations(runs: list[Run]) -> dict:
+    """Pearson r (and p) of each metric's value with the score, per component, over all runs."""
+    from scipy.stats import pearsonr
+
+    scores = np.array([run.score for run in runs])
+    table: dict = {}
+    for component in COMPONENTS:
+        for metric in METRICS:
+            values = [run.metrics.get(component, {}).get(metric, {}).get("value") for run in runs]
+            if len(runs) < 3 or any(v is None for v in values) or np.ptp(values) == 0 or np.ptp(scores) == 0:
+                table.setdefault(component, {})[metric] = None
+                continue
+            r, p = pearsonr(values, scores)
+            table.setdefault(component, {})[metric] = {"r": float(r), "p": float(p), "n": len(values)}
+    return table
+
+
+def analyze(folders: list[str], out: str, overwrite: bool = False) -> dict:
+    runs, skipped = read_runs(folders)
+    if not runs:
+        raise DivsftError("no run names a `divsft build` subset: evaluate models trained with `divsft train`")
+    by_strategy: dict[str, list[Run]] = {}
+    for run in runs:
+        by_strategy.setdefault(run.strategy, []).append(run)
+    fits = {}
+    for strategy, group in sorted(by_strategy.items()):
+        if len({run.level for run in group}) >= 2:
+            fits[strategy] = bayesian_slope(np.array([r.level for r in group], float), np.array([r.score for r in group]))
+    corr = correlations(runs)
+    report = {
+        "runs": [{"folder": r.folder, "strategy": r.strategy, "level": r.level, "score": r.score} for r in runs],
+        "skipped": skipped,
+        "slopes": {s: {k: v for k, v in fit.items() if k != "model"} for s, fit in fits.items()},
+        "correlations": corr,
+    }
+    with staged_dir(Path(out), overwrite=overwrite) as staging:
+        write_json(staging / "analysis.json", report)
+        _plot_scores(by_strategy, fits, staging / "score_vs_diversity.png")
+        _plot_correlations(corr, staging / "metric_correlations.png")
+        (staging / "results.md").write_text(_results_markdown(report), encoding="utf-8")
+    return report
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot_scores(by_strategy: dict, fits: dict, path: Path) -> None:
+    """Like the paper's Figure 3: per strategy, scores, the posterior mean line and its 1-sigma band."""
+    plt = _pyplot()
+    names = sorted(by_strategy)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.2), squeeze=False, constrained_layout=True)
+    grid = np.linspace(0, 100, 101)
+    for ax, strategy in zip(axes[0], names):
+        group = by_strategy[strategy]
+        ax.scatter([r.level for r in group], [r.score for r in group], color="black", s=14, zorder=3)
+        if strategy in fits:
+            mean, sd = fits[strategy]["model"].predict(grid.reshape(-1, 1), return_std=True)
+            noise = fits[strategy]["noise_sd"]
+            band = np.sqrt(np.maximum(sd**2 - noise**2, 0))  # uncertainty of the line, not of a new point
+            ax.plot(grid, mean, color="tab:blue")
+            ax.fill_between(grid, mean - band, mean + band, color="tab:blue", alpha=0.25)
+            ax.set_title(f"{strategy}\nslope {fits[strategy]['slope_x1e-2']:.2f} ± {fits[strategy]['sd_x1e-2']:.2f} (x1e-2)",
+                         fontsize=9)
+        else:
+            ax.set_title(strategy, fontsize=9)
+        ax.set_xlabel("diversity level (%)", fontsize=8)
+        ax.set_ylabel("score", fontsize=8)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_correlations(corr: dict, path: Path) -> None:
+    """Like the paper's Figure 4: Pearson r of each metric with the score, instruction and response side by side."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 3.4), constrained_layout=True)
+    x = np.arange(len(METRICS))
+    for offset, component in ((-0.2, "instruction"), (0.2, "response")):
+        values = [(corr[component][m] or {}).get("r", 0.0) for m in METRICS]
+        ax.bar(x + offset, values, width=0.4, label=component)
+    ax.set_xticks(x, [m.replace("_", "\n") for m in METRICS], fontsize=8)
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_ylim(-1, 1)
+    ax.set_ylabel("Pearson r with score")
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _results_markdown(report: dict) -> str:
+    lines = ["# Diversity analysis", "", "## Score against diversity level (Bayesian linear regression)", "",
+             "| strategy | runs | slope (x1e-2) | sd (x1e-2) | intercept |", "|---|---|---|---|---|"]
+    for strategy, fit in report["slopes"].items():
+        lines.append(f"| {strategy} | {fit['n']} | {fit['slope_x1e-2']:.3f} | {fit['sd_x1e-2']:.3f} | {fit['intercept']:.3f} |")
+    lines += ["", "## Pearson r of each metric with the score (all runs)", "",
+              "| metric | instruction r | response r |", "|---|---|---|"]
+    for metric in METRICS:
+        cells = [report["correlations"][c][metric] for c in COMPONENTS]
+        lines.append(f"| {metric} | " + " | ".join("n/a" if c is None else f"{c['r']:.3f} (p={c['p']:.2g})" for c in cells) + " |")
+    if report["skipped"]:
+        lines += ["", "## Runs left out", ""] + [f"- {note}" for note in report["skipped"]]
+    return "\n".join(lines) + "\n"
