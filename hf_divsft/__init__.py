@@ -5,6 +5,7 @@ __version__ = "0.1.0"
 from .build import PAPER_LEVELS, BuildConfig, build  # noqa: E402
 from .data import PoolColumns, load_pool  # noqa: E402
 from .errors import DivsftError  # noqa: E402
+from .measure import MeasureConfig, measure_dataset  # noqa: E402
 from .select import Selection, TypeSelector  # noqa: E402
 from .strategies import STRATEGIES, MacroTypes, MesoTypes, MicroTypes, Strategy, TagNormalizer  # noqa: E402
 from .tokenization import TokenizeColumn, load_tokenizer  # noqa: E402
@@ -15,6 +16,7 @@ __all__ = [
     "BuildConfig",
     "DivsftError",
     "MacroTypes",
+    "MeasureConfig",
     "MesoTypes",
     "MicroTypes",
     "PoolColumns",
@@ -26,4 +28,5 @@ __all__ = [
     "build",
     "load_pool",
     "load_tokenizer",
+    "measure_dataset",
 ]
