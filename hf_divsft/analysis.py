@@ -87,8 +87,11 @@ def analyze(folders: list[str], out: str, overwrite: bool = False) -> dict:
         by_strategy.setdefault(run.strategy, []).append(run)
     fits = {}
     for strategy, group in sorted(by_strategy.items()):
-        if len({run.level for run in group}) >= 2:
+        # two points fit any line exactly, so the noise (and the slope's sd) needs a third
+        if len(group) >= 3 and len({run.level for run in group}) >= 2:
             fits[strategy] = bayesian_slope(np.array([r.level for r in group], float), np.array([r.score for r in group]))
+        else:
+            skipped.append(f"{strategy}: {len(group)} run(s); a slope needs at least 3 runs at 2 or more levels")
     corr = correlations(runs)
     report = {
         "runs": [{"folder": r.folder, "strategy": r.strategy, "level": r.level, "score": r.score} for r in runs],
@@ -166,5 +169,5 @@ def _results_markdown(report: dict) -> str:
         cells = [report["correlations"][c][metric] for c in COMPONENTS]
         lines.append(f"| {metric} | " + " | ".join("n/a" if c is None else f"{c['r']:.3f} (p={c['p']:.2g})" for c in cells) + " |")
     if report["skipped"]:
-        lines += ["", "## Runs left out", ""] + [f"- {note}" for note in report["skipped"]]
+        lines += ["", "## Left out", ""] + [f"- {note}" for note in report["skipped"]]
     return "\n".join(lines) + "\n"

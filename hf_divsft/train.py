@@ -73,7 +73,7 @@ def _from_build(folder: Path, config: str | None) -> tuple[Dataset, dict]:
     if config not in levels:
         raise DivsftError(f"{folder}: no subset config {config!r}; --dataset_config is one of {', '.join(levels)}")
     entry = levels[config]
-    origin = {"source": str(folder), "config": config, "strategy": manifest["strategy"], "level": entry["level"],
+    origin = {"source": str(folder.resolve()), "config": config, "strategy": manifest["strategy"], "level": entry["level"],
               "pool": manifest["pool"], "ids_sha256": entry["ids_sha256"]}
     return load_from_disk(str(folder / config)), origin
 
