@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict, Value, load_dataset, load_from_disk
 
-from .errors import DivsftError
+from .errors import DivsftError, reason
 
 SPECIAL_TOKEN = re.compile(r"<\|[^|>]{1,40}\|>")  # e.g. the `<|endoftext|>` some sources leave in text
 DATA_FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -65,8 +65,7 @@ def _read(source: str, split: str) -> Dataset:
     except DivsftError:
         raise
     except Exception as err:  # datasets raises many types; the user needs the file and the reason
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DivsftError(f"{source}: cannot be read as a dataset ({reason})") from err
+        raise DivsftError(f"{source}: cannot be read as a dataset ({reason(err)})") from err
 
 
 def _is_blank(path: Path) -> bool:

@@ -22,7 +22,7 @@ from .artifacts import staged_dir
 from .assets import cache_dir
 from .columns import FeatureColumn
 from .data import arrow_column, strip_special_tokens
-from .errors import DivsftError
+from .errors import DivsftError, reason
 
 DEFAULT_EMBEDDER = "minilm-static"
 MINILM = "minilm"
@@ -99,7 +99,7 @@ def load_embedder(spec: str = DEFAULT_EMBEDDER) -> Embedder:
     except DivsftError:
         raise
     except Exception as err:
-        raise DivsftError(f"--embedder {spec}: cannot be loaded ({str(err).strip().splitlines()[0]})") from err
+        raise DivsftError(f"--embedder {spec}: cannot be loaded ({reason(err)})") from err
 
 
 def embed_texts(texts: list[str], embedder: str = DEFAULT_EMBEDDER) -> np.ndarray:

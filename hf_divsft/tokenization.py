@@ -16,7 +16,7 @@ from datasets import List, Value
 from .artifacts import staged_dir
 from .assets import cache_dir, smollm2_gguf
 from .columns import FeatureColumn
-from .errors import DivsftError
+from .errors import DivsftError, reason
 
 DEFAULT_TOKENIZER = "smollm2"
 WHITESPACE_TOKENIZER = "whitespace"
@@ -68,7 +68,7 @@ def load_tokenizer(spec: str = DEFAULT_TOKENIZER) -> TextTokenizer:
     try:
         return HFTokenizer(AutoTokenizer.from_pretrained(str(source)))
     except Exception as err:
-        raise DivsftError(f"--tokenizer {spec}: cannot be loaded ({str(err).strip().splitlines()[0]})") from err
+        raise DivsftError(f"--tokenizer {spec}: cannot be loaded ({reason(err)})") from err
 
 
 def _smollm2_tokenizer_dir() -> Path:
@@ -81,8 +81,7 @@ def _smollm2_tokenizer_dir() -> Path:
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         except Exception as err:
-            reason = str(err).strip().splitlines()[0]
-            raise DivsftError(f"{gguf}: cannot read the SmolLM2 tokenizer ({reason}); is torch installed?") from err
+            raise DivsftError(f"{gguf}: cannot read the SmolLM2 tokenizer ({reason(err)}); is torch installed?") from err
         with staged_dir(folder, overwrite=True) as staging:
             tokenizer.save_pretrained(str(staging))
     return folder

@@ -22,7 +22,7 @@ from datasets import Dataset, load_dataset, load_from_disk
 from transformers import TrainerCallback
 
 from .data import strip_special_tokens
-from .errors import DivsftError
+from .errors import DivsftError, reason
 from .models import DEFAULT_MODEL, resolve_model
 
 
@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None = None):
     try:
         return parser.parse_args_and_config(argv)
     except (ValueError, OSError) as err:
-        raise DivsftError(f"recipe: {str(err).strip().splitlines()[0]}") from err
+        raise DivsftError(f"recipe: {reason(err)}") from err
 
 
 def load_subset(args: SubsetArguments, seed: int = 0) -> tuple[Dataset, dict]:
@@ -85,7 +85,7 @@ def _from_hub(args: SubsetArguments) -> Dataset:
         return load_dataset(args.dataset, args.dataset_config, revision=args.dataset_revision, split="train")
     except Exception as err:  # datasets raises ValueError, FileNotFoundError or Hub errors here
         raise DivsftError(f"{args.dataset}: cannot load subset {args.dataset_config!r} "
-                          f"({str(err).strip().splitlines()[0]})") from err
+                          f"({reason(err)})") from err
 
 
 def as_prompt_completion(rows: Dataset) -> Dataset:
@@ -109,7 +109,7 @@ def check_model(name: str) -> str:
         AutoConfig.from_pretrained(name)
     except Exception as err:
         raise DivsftError(f"model {name!r}: not the bundled '{DEFAULT_MODEL}', a local model folder or a reachable "
-                          f"Hub id ({str(err).strip().splitlines()[0]})") from err
+                          f"Hub id ({reason(err)})") from err
     return name
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from datasets import Dataset, concatenate_datasets, load_dataset
 
-from ..errors import DivsftError
+from ..errors import DivsftError, reason
 
 DEFAULT_EVAL_SET = "../shared/data/sft-eval"
 EVAL_CONFIGS = ("alpaca_eval", "arena_hard")
@@ -20,7 +20,7 @@ def load_eval_set(source: str = DEFAULT_EVAL_SET, configs=EVAL_CONFIGS, limit: i
             part = load_dataset(source, config, split="test")
         except Exception as err:
             raise DivsftError(f"--eval-set {source}: cannot load config {config!r} "
-                              f"({str(err).strip().splitlines()[0]})") from err
+                              f"({reason(err)})") from err
         missing = {"id", "instruction", "reference"} - set(part.column_names)
         if missing:
             raise DivsftError(f"--eval-set {source}/{config}: missing column(s) {', '.join(sorted(missing))}")
