@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .artifacts import staged_dir
 from .assets import cache_dir, smollm2_gguf
-from .errors import DivsftError
+from .errors import DivsftError, reason
 
 DEFAULT_MODEL = "smollm2"
 
@@ -51,19 +51,25 @@ def load_causal_lm(name: str = DEFAULT_MODEL, adapter: str | None = None):
     """(tokenizer padding on the left, model in eval mode); `adapter` is a PEFT (LoRA) folder on top."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    import torch
+
     source = resolve_model(name)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source)
+        # a trained adapter folder carries the tokenizer (and chat template) it was trained with
+        has_tokenizer = adapter and (Path(adapter) / "tokenizer_config.json").is_file()
+        tokenizer = AutoTokenizer.from_pretrained(adapter if has_tokenizer else source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype="auto")
         if adapter:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, adapter)
     except Exception as err:
         what = f"model {name}" + (f" with adapter {adapter}" if adapter else "")
-        raise DivsftError(f"{what}: cannot be loaded ({str(err).strip().splitlines()[0]})") from err
+        raise DivsftError(f"{what}: cannot be loaded ({reason(err)})") from err
+    if tokenizer.pad_token is None:  # e.g. Llama base models; batched generation pads
+        tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    return tokenizer, model.eval()
+    return tokenizer, model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
 
 
 def chat_generate(name: str, messages: list[dict], sample: bool = False, max_new_tokens: int = 256) -> str:
@@ -76,7 +82,7 @@ def chat_generate(name: str, messages: list[dict], sample: bool = False, max_new
     )
     with torch.inference_mode():
         output = model.generate(
-            **inputs, max_new_tokens=max_new_tokens, do_sample=sample, temperature=0.7 if sample else None,
+            **inputs.to(model.device), max_new_tokens=max_new_tokens, do_sample=sample, temperature=0.7 if sample else None,
             top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
         )
     return tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)

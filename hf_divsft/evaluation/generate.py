@@ -21,9 +21,9 @@ def generate_answers(model: str, instructions: list[str], adapter: str | None = 
         inputs = tokenizer.apply_chat_template(chats, add_generation_prompt=True, padding=True, return_tensors="pt",
                                                return_dict=True)
         with torch.inference_mode():
-            output = lm.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, top_p=None, top_k=None,
+            output = lm.generate(**inputs.to(lm.device), max_new_tokens=max_new_tokens, do_sample=False, top_p=None, top_k=None,
                                  temperature=None, pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-        new = output[:, inputs["input_ids"].shape[1] :]
+        new = output[:, inputs["input_ids"].shape[1] :].cpu()
         for i, row in zip(chunk, new):
             ids = row.tolist()
             stops = [n for n, token in enumerate(ids) if token in (tokenizer.eos_token_id, tokenizer.pad_token_id)]

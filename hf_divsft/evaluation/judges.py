@@ -119,7 +119,7 @@ def reference_nll(model: str, items: list[dict], adapter: str | None = None, max
         ids = tokenizer.apply_chat_template(full, return_dict=True)["input_ids"][:max_length]
         labels = torch.tensor([-100] * len(prompt_ids) + ids[len(prompt_ids):])[:len(ids)]
         with torch.inference_mode():
-            logits = lm(input_ids=torch.tensor([ids])).logits[0, :-1].float()
+            logits = lm(input_ids=torch.tensor([ids], device=lm.device)).logits[0, :-1].float().cpu()
         targets = labels[1:]
         nll = torch.nn.functional.cross_entropy(logits, targets, ignore_index=-100, reduction="sum")
         results.append({"id": item["id"], "nll_sum": float(nll), "tokens": int((targets != -100).sum())})
