@@ -33,7 +33,7 @@ class Run:
 
 def read_runs(folders: list[str]) -> tuple[list[Run], list[str]]:
     """Runs joined with their build manifests, and a note for each run that could not be placed."""
-    runs, skipped = [], []
+    runs, skipped, judges = [], [], set()
     for folder in folders:
         summary_path = Path(folder) / "summary.json"
         if not summary_path.is_file():
@@ -44,9 +44,18 @@ def read_runs(folders: list[str]) -> tuple[list[Run], list[str]]:
         if "config" not in subset or not manifest_path.is_file():
             skipped.append(f"{folder}: its model names no `divsft build` subset (trained elsewhere, or the base model)")
             continue
-        levels = {e["config"]: e for e in json.loads(manifest_path.read_text())["levels"]}
-        entry = levels[subset["config"]]
+        entry = {e["config"]: e for e in json.loads(manifest_path.read_text())["levels"]}.get(subset["config"])
+        if entry is None or entry["ids_sha256"] != subset.get("ids_sha256", entry["ids_sha256"]):
+            skipped.append(f"{folder}: {manifest_path} no longer holds the subset it was trained on (rebuilt?)")
+            continue
+        if summary.get("score") is None:
+            skipped.append(f"{folder}: no score (no judge verdict could be read)")
+            continue
+        judges.add(json.dumps(summary.get("judge"), sort_keys=True))
         runs.append(Run(str(folder), subset["strategy"], entry["level"], summary["score"], entry.get("metrics") or {}))
+    if len(judges) > 1:
+        raise DivsftError(f"the runs were scored by different judges ({'; '.join(sorted(judges))}); "
+                          f"analyze runs of one judge at a time")
     return runs, skipped
 
 

@@ -31,12 +31,14 @@ def synthetic_runs(root, seed: int = 0) -> list[str]:
             config = f"{strategy.replace('-', '_')}_d{level:03d}"
             metrics = {c: {m: {"value": float(rng.normal())} for m in METRICS} for c in ("instruction", "response")}
             metrics["response"]["token_entropy"]["value"] = 8 + level / 50 + float(rng.normal(0, 0.05))
-            levels.append({"level": level, "config": config, "metrics": metrics})
+            ids_sha256 = f"sha-of-{config}"  # stands for the hash of the level's row ids
+            levels.append({"level": level, "config": config, "ids_sha256": ids_sha256, "metrics": metrics})
             for repeat in range(2):
                 run = root / "runs" / f"{config}-{repeat}"
                 run.mkdir(parents=True)
                 score = 30 + slope * level + float(rng.normal(0, 0.5))
-                subset = {"source": str(build), "config": config, "strategy": strategy, "level": level}
+                subset = {"source": str(build), "config": config, "strategy": strategy, "level": level,
+                          "ids_sha256": ids_sha256}
                 (run / "summary.json").write_text(json.dumps({"score": score, "subset": subset}))
                 folders.append(str(run))
         (build / "manifest.json").write_text(json.dumps({"strategy": strategy, "levels": levels}))
@@ -100,6 +102,12 @@ def test_runs_without_a_subset_are_left_out_and_named(tmp_path):
     result = run_divsft("analyze", *runs, base, "--out", tmp_path / "analysis")
     assert result.returncode == 0, result.stderr
     assert f"- {base}: its model names no `divsft build` subset" in (tmp_path / "analysis" / "results.md").read_text()
+    rebuilt = json.loads((tmp_path / "runs" / "response_micro_d000-0" / "summary.json").read_text())
+    rebuilt["subset"]["ids_sha256"] = "another-selection"
+    (base / "summary.json").write_text(json.dumps(rebuilt))
+    result = run_divsft("analyze", *runs, base, "--out", tmp_path / "analysis-2")
+    assert f"- {base}: {tmp_path / 'response-micro' / 'manifest.json'} no longer holds the subset" in (
+        tmp_path / "analysis-2" / "results.md").read_text()
     result = run_divsft("analyze", tmp_path, "--out", tmp_path / "other")
     assert result.returncode == 2
     assert error_line(result.stderr) == f"error: {tmp_path}: not a `divsft eval` output (no summary.json)"
