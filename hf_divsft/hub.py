@@ -1,10 +1,12 @@
 """Where a release goes: the Hugging Face Hub (`HfApi`) or a local git repository laid out the same way.
 
-Both take one `Release` (every file of a version) and make it visible all at once:
-* `HubRepo`: one `create_commit` with every operation, pinned to the parent commit that was planned
-  against, then `create_tag` on that commit.
+Both take one `Release` (every file of a version):
+* `HubRepo`: one `create_commit` with every operation (the Hub applies it atomically), pinned to the
+  parent commit that was planned against, then `create_tag` on that commit. Should tagging fail, `main`
+  holds the version untagged and republishing it (same version) retries cleanly.
 * `LocalGitRepo`: a bare repository (olah's `mirrors-path` serves it as a Hub repo). Blobs and a tree
-  are written first, invisibly; then one git ref transaction moves `main` and creates the tag together.
+  are written first, invisibly; then one git ref transaction moves `main` and creates the tag together,
+  so the version appears completely or not at all.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from .errors import DivsftError
+from .errors import DivsftError, reason
 
 REPO_TYPE = "dataset"
 BRANCH = "main"
@@ -141,8 +143,7 @@ def _hub_errors(where: str):
     try:
         yield
     except _http_errors() as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DivsftError(f"{where}: the Hub call failed ({reason})") from err
+        raise DivsftError(f"{where}: the Hub call failed ({reason(err)})") from err
 
 
 class HubRepo:

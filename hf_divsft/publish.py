@@ -19,9 +19,9 @@ from datasets import Dataset, load_from_disk
 
 from . import __version__
 from .artifacts import write_json
-from .cards import config_paths, pool_license, render_subsets_card
+from .cards import pool_license, render_subsets_card
 from .errors import DivsftError
-from .hub import HubRepo, LocalGitRepo, Release
+from .hub import Backend, HubRepo, LocalGitRepo, Release
 
 VERSION = re.compile(r"\d+\.\d+\.\d+")
 REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
@@ -64,7 +64,7 @@ def publish(config: PublishConfig) -> PublishResult:
     strategies = [manifest["strategy"] for _, manifest in builds]
     if len(set(strategies)) < len(strategies):
         raise DivsftError(f"two build folders hold the same strategy ({', '.join(strategies)}); give one of each")
-    backend = LocalGitRepo(config.hub_dir) if config.hub_dir else HubRepo(config.repo, config.private)
+    backend: Backend = LocalGitRepo(config.hub_dir) if config.hub_dir else HubRepo(config.repo, config.private)
     tag = f"v{config.version}"
     if tag in backend.tags():
         raise DivsftError(f"{backend.name}: {tag} is already published and a version never changes; "
@@ -128,8 +128,14 @@ def _stage_release(builds, release_manifest: dict, existing: list[str], config: 
     write_json(staging / "manifest.json", release_manifest)
     (staging / "README.md").write_text(render_subsets_card(release_manifest, config.repo, *license), encoding="utf-8")
     release.files.update({name: staging / name for name in ("manifest.json", "README.md")})
-    republished = tuple(config_paths(e["config"]).rsplit("*", 1)[0] for _, m in builds for e in m["levels"])
-    release.deletions = sorted(p for p in existing if p.startswith(republished) and p not in release.files)
+    # shards of republished configs are replaced; configs no strategy lists any more (a rebuilt strategy with
+    # fewer levels) go; every other strategy's shards stay as they were
+    kept = {e["config"] for b in release_manifest["strategies"].values() for e in b["levels"]}
+    kept -= {e["config"] for _, m in builds for e in m["levels"]}
+    release.deletions = sorted(
+        p for p in existing
+        if p.startswith("data/") and p not in release.files and p.split("/")[1] not in kept
+    )
     return release
 
 

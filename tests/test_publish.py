@@ -270,3 +270,20 @@ def test_an_unreachable_hub_fails_in_one_line(builds, tmp_path):
                             timeout=600, check=False)
     assert result.returncode == 2
     assert error_line(result.stderr).startswith(f"error: {endpoint}/datasets/{REPO}: the Hub call failed (")
+
+
+def test_a_rebuilt_strategy_with_fewer_levels_drops_the_old_shards_from_main_only(builds, card_pool, tmp_path):
+    from hf_divsft import BuildConfig, build
+
+    hub_dir = tmp_path / "hub"
+    publish(PublishConfig([str(builds["response-micro"]), str(builds["instruction-micro"])], REPO, "1.0.0",
+                          hub_dir=str(hub_dir)))
+    rebuilt = tmp_path / "response-micro"
+    build(BuildConfig(pool=str(card_pool), strategy="response-micro", out=str(rebuilt), levels=[100], size=100,
+                      band=(10, 100), metrics=False))
+    result = publish(PublishConfig([str(rebuilt)], REPO, "1.1.0", hub_dir=str(hub_dir)))
+    assert "delete data/response_micro_d000/train-00000-of-00001.parquet" in result.plan
+    new = git(hub_dir, "ls-tree", "-r", "--name-only", "v1.1.0").split()
+    assert not any(path.startswith("data/response_micro_d000/") for path in new)
+    assert "data/instruction_micro_d000/train-00000-of-00001.parquet" in new  # other strategies untouched
+    assert "data/response_micro_d000/train-00000-of-00001.parquet" in git(hub_dir, "ls-tree", "-r", "--name-only", "v1.0.0")
