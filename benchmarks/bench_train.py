@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+from pathlib import Path
 
 from common import RESULTS, save
 
@@ -20,7 +21,7 @@ from hf_divsft.models import resolve_model
 from hf_divsft.train import _make_trainer, as_prompt_completion, load_subset, parse_args
 
 TARGET_SPEEDUP = 1.5
-RECIPE = "recipes/smollm2-135m/sft/config_full.yaml"
+RECIPE = str(Path(__file__).resolve().parents[1] / "recipes" / "smollm2-135m" / "sft" / "config_full.yaml")
 
 
 def run(trainer) -> dict:

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import staged_dir, write_json
+from .data import TEXT_COLUMNS
 from .errors import DivsftError
 from .metrics import METRICS
+from .plots import pyplot
 
-COMPONENTS = ("instruction", "response")
 
 
 @dataclass
@@ -76,7 +77,7 @@ def correlations(runs: list[Run]) -> dict:
 
     scores = np.array([run.score for run in runs])
     table: dict = {}
-    for component in COMPONENTS:
+    for component in TEXT_COLUMNS:
         for metric in METRICS:
             values = [run.metrics.get(component, {}).get(metric, {}).get("value") for run in runs]
             if len(runs) < 3 or any(v is None for v in values) or np.ptp(values) == 0 or np.ptp(scores) == 0:
@@ -116,18 +117,9 @@ def analyze(folders: list[str], out: str, overwrite: bool = False) -> dict:
     return report
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on servers
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _plot_scores(by_strategy: dict, fits: dict, path: Path) -> None:
     """Like the paper's Figure 3: per strategy, scores, the posterior mean line and its 1-sigma band."""
-    plt = _pyplot()
+    plt = pyplot()
     names = sorted(by_strategy)
     fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.2), squeeze=False, constrained_layout=True)
     grid = np.linspace(0, 100, 101)
@@ -152,7 +144,7 @@ def _plot_scores(by_strategy: dict, fits: dict, path: Path) -> None:
 
 def _plot_correlations(corr: dict, path: Path) -> None:
     """Like the paper's Figure 4: Pearson r of each metric with the score, instruction and response side by side."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.4), constrained_layout=True)
     x = np.arange(len(METRICS))
     for offset, component in ((-0.2, "instruction"), (0.2, "response")):
@@ -175,7 +167,7 @@ def _results_markdown(report: dict) -> str:
     lines += ["", "## Pearson r of each metric with the score (all runs)", "",
               "| metric | instruction r | response r |", "|---|---|---|"]
     for metric in METRICS:
-        cells = [report["correlations"][c][metric] for c in COMPONENTS]
+        cells = [report["correlations"][c][metric] for c in TEXT_COLUMNS]
         lines.append(f"| {metric} | " + " | ".join("n/a" if c is None else f"{c['r']:.3f} (p={c['p']:.2g})" for c in cells) + " |")
     if report["skipped"]:
         lines += ["", "## Left out", ""] + [f"- {note}" for note in report["skipped"]]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .artifacts import check_free, staged_dir, write_json
-from .data import PoolColumns, arrow_column, load_pool, pool_fingerprint
+from .data import PoolColumns, arrow_column, ids_sha256, load_pool, pool_fingerprint
 from .embedding import DEFAULT_EMBEDDER
 from .errors import DivsftError
 from .measure import MeasureConfig, add_metric_features, measure_dataset
@@ -166,7 +165,6 @@ def _length_band(pool: Dataset, config: BuildConfig) -> Dataset:
 
 
 def _level_entry(name: str, selection: Selection, subset: Dataset) -> dict:
-    ids = arrow_column(subset, "id").to_pylist()
     return {
         "level": int(selection.level),
         "config": name,
@@ -176,5 +174,5 @@ def _level_entry(name: str, selection: Selection, subset: Dataset) -> dict:
         "types_covered": selection.types_covered,
         "type_entropy": round(selection.type_entropy, 6),
         "type_count_ratio": selection.type_count_ratio,
-        "ids_sha256": hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest(),
+        "ids_sha256": ids_sha256(subset),
     }

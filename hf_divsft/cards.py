@@ -12,6 +12,7 @@ import math
 import re
 from pathlib import Path
 
+from .data import TEXT_COLUMNS
 from .errors import DivsftError
 from .metrics import METRICS
 from .paper import PAPER_CITATION, PAPER_TITLE, PAPER_URL
@@ -126,7 +127,7 @@ def _strategy_section(name: str, build: dict) -> dict:
 
 
 def _pair(metrics: dict, metric: str) -> str:
-    values = [metrics.get(component, {}).get(metric, {}).get("value") for component in ("instruction", "response")]
+    values = [metrics.get(component, {}).get(metric, {}).get("value") for component in TEXT_COLUMNS]
     return " / ".join("n/a" if value is None else f"{value:.3g}" for value in values)
 
 

@@ -185,6 +185,12 @@ def pool_fingerprint(ds: Dataset) -> str:
     return digest.hexdigest()
 
 
+def ids_sha256(ds: Dataset) -> str:
+    """The digest a manifest records for a subset: sha256 of its ids, one per line, in row order."""
+    ids = arrow_column(ds, "id").to_pylist()
+    return hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()
+
+
 def strip_special_tokens(text: str) -> str:
     """Text without chat/special-token markers, for embedders and taggers that would read them as words."""
     return SPECIAL_TOKEN.sub(" ", text).strip()

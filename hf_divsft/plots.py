@@ -33,13 +33,19 @@ def read_level_metrics(source: str | Path) -> tuple[str, list[dict]]:
     return data["strategy"], sorted(levels, key=lambda entry: entry["level"])
 
 
-def plot_metrics(sources: list[str | Path], out: str | Path) -> Path:
-    """A grid with a row per component and a column per metric; x is the diversity level in percent."""
+def pyplot():
+    """matplotlib's pyplot drawing to files only (no display on servers)."""
     import matplotlib
 
-    matplotlib.use("Agg")  # files only: no display on servers
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_metrics(sources: list[str | Path], out: str | Path) -> Path:
+    """A grid with a row per component and a column per metric; x is the diversity level in percent."""
+    plt = pyplot()
     runs = [read_level_metrics(source) for source in sources]
     fig, axes = plt.subplots(len(TEXT_COLUMNS), len(METRICS), figsize=(3.2 * len(METRICS), 3.0 * len(TEXT_COLUMNS)),
                              squeeze=False, constrained_layout=True)

@@ -7,7 +7,6 @@ a new version adds strategies (or replaces a strategy's shards) on `main` and is
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -20,6 +19,7 @@ from datasets import Dataset, load_from_disk
 from . import __version__
 from .artifacts import write_json
 from .cards import pool_license, render_subsets_card
+from .data import ids_sha256
 from .errors import DivsftError
 from .hub import Backend, HubRepo, LocalGitRepo, Release
 
@@ -142,8 +142,7 @@ def _stage_release(builds, release_manifest: dict, existing: list[str], config: 
 def _verified_subset(folder: Path, entry: dict) -> Dataset:
     """The saved level, checked against its manifest entry so a stale or edited folder is never published."""
     subset = load_from_disk(str(folder / entry["config"]))
-    ids = subset.with_format("arrow")["id"].to_pylist()
-    if hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest() != entry["ids_sha256"]:
+    if ids_sha256(subset) != entry["ids_sha256"]:
         raise DivsftError(f"{folder / entry['config']}: its rows do not match manifest.json (ids_sha256); rebuild it")
     return subset
 
