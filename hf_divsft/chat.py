@@ -73,6 +73,20 @@ class LocalChat:
         return {"backend": self.backend, "model": self.model}
 
 
+def ask_until_parsed(chat: OpenAIChat | LocalChat, messages: list[dict], parse, retries: int, max_tokens: int):
+    """(last reply, its parse or None): greedy first, then sampled retries, so a retry can answer differently.
+
+    `parse` returns None for a reply it cannot use; the tagger and the judge both ask this way.
+    """
+    reply, parsed = "", None
+    for attempt in range(retries + 1):
+        reply = chat.complete(messages, temperature=0.0 if attempt == 0 else 0.7, max_tokens=max_tokens)
+        parsed = parse(reply)
+        if parsed is not None:
+            break
+    return reply, parsed
+
+
 class JsonCache:
     """JSON values by key in one table of a SQLite file (default: the hf-divsft cache); thread-safe writes."""
 

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from datasets import List, Value
 
-from .chat import JsonCache, LocalChat, OpenAIChat
+from .chat import JsonCache, LocalChat, OpenAIChat, ask_until_parsed
 from .columns import FeatureColumn
 from .data import strip_special_tokens
 from .errors import DivsftError
@@ -156,15 +156,15 @@ class LLMTagger:
     def _tag_one(self, text: str) -> dict:
         """{"tags", "ok", "reply"}: a reply that never parses is recorded as no tags, with the reply kept."""
         messages = [{"role": "user", "content": INSTAG_PROMPT.format(max_tags=self.max_tags, text=text)}]
-        reply = ""
-        for attempt in range(self.retries + 1):
-            # greedy first; a retry samples, so it can answer differently
-            reply = self.chat.complete(messages, temperature=0.0 if attempt == 0 else 0.7, max_tokens=self.max_tokens)
-            try:
-                return {"tags": parse_tags(reply, self.max_tags), "ok": True, "reply": reply}
-            except TagParseError:
-                logger.info("malformed tagger reply (attempt %d): %.120r", attempt + 1, reply)
-        return {"tags": [], "ok": False, "reply": reply}
+        reply, tags = ask_until_parsed(self.chat, messages, self._parse, self.retries, self.max_tokens)
+        return {"tags": tags or [], "ok": tags is not None, "reply": reply}
+
+    def _parse(self, reply: str) -> list[str] | None:
+        try:
+            return parse_tags(reply, self.max_tags)
+        except TagParseError:
+            logger.info("malformed tagger reply: %.120r", reply)
+            return None
 
     def describe(self) -> dict:
         return {"tagger": self.name, **self.chat.describe(), "max_tags": self.max_tags}

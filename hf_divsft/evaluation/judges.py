@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..chat import JsonCache, LocalChat, OpenAIChat
+from ..chat import JsonCache, LocalChat, OpenAIChat, ask_until_parsed
 
 JUDGE_SYSTEM = (
     "You are an impartial judge of AI assistants. Compare the two answers to the user's prompt below for "
@@ -84,12 +84,7 @@ class PairwiseJudge:
         return hashlib.sha256(json.dumps([self.chat.model, self.max_tokens, messages]).encode("utf-8")).hexdigest()
 
     def _ask(self, messages: list[dict]) -> str:
-        reply = ""
-        for attempt in range(self.retries + 1):
-            reply = self.chat.complete(messages, temperature=0.0 if attempt == 0 else 0.7, max_tokens=self.max_tokens)
-            if parse_verdict(reply):
-                break
-        return reply
+        return ask_until_parsed(self.chat, messages, parse_verdict, self.retries, self.max_tokens)[0]
 
     def describe(self) -> dict:
         return {"judge": "pairwise", **self.chat.describe(), "max_tokens": self.max_tokens}
