@@ -23,6 +23,7 @@ from .tagging import make_tagger
 from .tokenization import DEFAULT_TOKENIZER, TokenizeColumn
 
 PAPER_LEVELS = (0, 17, 33, 50, 67, 83, 100)
+TYPE_LABELS = "type_labels.json"  # type id -> readable label, beside the manifest
 
 
 @dataclass
@@ -113,6 +114,7 @@ def build(config: BuildConfig) -> dict:
         "response_tokens": list(config.response_tokens) if config.response_tokens else None,
         "metrics_settings": measuring.settings() if measuring else None,
         "hf_divsft_version": __version__,
+        "type_labels": TYPE_LABELS,
         "levels": [],
     }
     with staged_dir(out, overwrite=config.overwrite) as staging:
@@ -125,6 +127,8 @@ def build(config: BuildConfig) -> dict:
             if measuring:
                 entry["metrics"] = measure_dataset(typed.select(selection.indices), measuring)
             manifest["levels"].append(entry)
+        labels = extractor.type_labels(typed)  # what each type id stands for, for people browsing the subsets
+        write_json(staging / TYPE_LABELS, {str(t): label for t, label in sorted(labels.items())})
         write_json(staging / "manifest.json", manifest)
     return manifest
 

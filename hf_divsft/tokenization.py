@@ -27,6 +27,8 @@ class TextTokenizer(Protocol):
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]: ...
 
+    def labels(self, ids: list[int], texts) -> dict[int, str]: ...
+
 
 class WhitespaceTokenizer:
     """Splits on white space; a word's id is a stable 63-bit hash, so no vocabulary has to be fitted."""
@@ -35,6 +37,17 @@ class WhitespaceTokenizer:
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [[_word_id(word) for word in text.split()] for text in texts]
+
+    def labels(self, ids: list[int], texts) -> dict[int, str]:
+        """The word behind each id (hashes cannot be inverted, so `texts` are scanned for them)."""
+        wanted, found = set(ids), {}
+        for text in texts:
+            for word in text.split():
+                if _word_id(word) in wanted:
+                    found.setdefault(_word_id(word), word)
+            if len(found) == len(wanted):
+                break
+        return found
 
 
 @functools.lru_cache(maxsize=1 << 18)
@@ -55,6 +68,9 @@ class HFTokenizer:
         if self._backend is not None:
             return [enc.ids for enc in self._backend.encode_batch_fast(texts, add_special_tokens=False)]
         return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+    def labels(self, ids: list[int], texts=None) -> dict[int, str]:
+        return {i: self.tokenizer.decode([i]) for i in ids}
 
 
 @functools.lru_cache(maxsize=8)

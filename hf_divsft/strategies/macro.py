@@ -134,6 +134,24 @@ class MacroTypes:
         return ds.map(ClusterTypes(labels), batched=True, with_indices=True, features=features,
                       desc="Assigning macro types")
 
+    def type_labels(self, typed: Dataset, words: int = 4) -> dict[int, str]:
+        """Each type is a topic: its top words by class-based TF-IDF, as BERTopic names its topics."""
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        documents: dict[int, list[str]] = {}
+        for text, types in zip(typed[self.component], typed["types"]):
+            for t in types:
+                documents.setdefault(t, []).append(text)
+        if not documents:
+            return {}
+        topics = sorted(documents)
+        vectorizer = CountVectorizer(stop_words="english", max_features=50_000)
+        counts = vectorizer.fit_transform([" ".join(documents[t]) for t in topics]).toarray().astype(float)
+        tf = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        idf = np.log(1 + counts.sum(axis=1).mean() / np.maximum(counts.sum(axis=0), 1))
+        vocabulary = vectorizer.get_feature_names_out()
+        return {t: " ".join(vocabulary[np.argsort(-row)[:words]]) for t, row in zip(topics, tf * idf)}
+
     def describe(self) -> dict:
         return {
             "level": "macro",

@@ -145,15 +145,21 @@ class MesoTypes:
     def tag(self) -> TagColumn:
         return TagColumn(self.component, self.tagger)
 
+    vocabulary: TagVocabulary | None = field(default=None, init=False, repr=False)
+
     def fit(self, ds: Dataset) -> TagTypes:
         column = self.tag.output_column
-        vocabulary = self.normalizer.fit(arrow_column(ds, column).to_pylist())
-        return TagTypes(column, vocabulary)
+        self.vocabulary = self.normalizer.fit(arrow_column(ds, column).to_pylist())
+        return TagTypes(column, self.vocabulary)
 
     def add_types(self, ds: Dataset, num_proc: int | None = None) -> Dataset:
         ds = self.tag.apply(ds, num_proc=num_proc)
         features = Features({**ds.features, "types": List(Value("int64"))})
         return ds.map(self.fit(ds), batched=True, num_proc=num_proc, features=features, desc="Assigning meso types")
+
+    def type_labels(self, typed: Dataset) -> dict[int, str]:
+        """Each type is a cluster of tags: the first tag seen in it (set by `fit`)."""
+        return dict(enumerate(self.vocabulary.labels))
 
     def describe(self) -> dict:
         n = self.normalizer

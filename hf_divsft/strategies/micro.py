@@ -10,12 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from datasets import Dataset, Features, List, Value
 
 from ..arrays import distinct_pairs, row_pairs, to_list_array
 from ..data import arrow_column
 from ..errors import DivsftError
-from ..tokenization import DEFAULT_TOKENIZER, TokenizeColumn
+from ..tokenization import DEFAULT_TOKENIZER, TokenizeColumn, load_tokenizer
 
 PAPER_POOL_SIZE = 117_000
 PAPER_BAND = (10, 500)
@@ -99,6 +100,11 @@ class MicroTypes:
             assign, batched=True, num_proc=num_proc, features=features, desc="Assigning micro types"
         )
         return typed.with_format(ds.format["type"], **ds.format["format_kwargs"])
+
+    def type_labels(self, typed: Dataset) -> dict[int, str]:
+        """Each type is a token: its text."""
+        ids = pc.unique(pc.list_flatten(arrow_column(typed, "types"))).to_pylist()
+        return load_tokenizer(self.tokenizer).labels(ids, typed[self.component])
 
     def describe(self) -> dict:
         return {
