@@ -88,36 +88,45 @@ def correlations(runs: list[Run]) -> dict:
     return table
 
 
-def analyze(folders: list[str], out: str, overwrite: bool = False) -> dict:
-    runs, skipped = read_runs(folders)
-    if not runs:
-        raise DivsftError("no run names a `divsft build` subset: evaluate models trained with `divsft train`")
+def fit_strategies(runs: list[Run]) -> tuple[dict[str, list[Run]], dict, list[str]]:
+    """Runs grouped by strategy, the slope fit of each group that can have one, and why others have none."""
     by_strategy: dict[str, list[Run]] = {}
     for run in runs:
         by_strategy.setdefault(run.strategy, []).append(run)
-    fits = {}
+    fits, notes = {}, []
     for strategy, group in sorted(by_strategy.items()):
         # two points fit any line exactly, so the noise (and the slope's sd) needs a third
         if len(group) >= 3 and len({run.level for run in group}) >= 2:
             fits[strategy] = bayesian_slope(np.array([r.level for r in group], float), np.array([r.score for r in group]))
         else:
-            skipped.append(f"{strategy}: {len(group)} run(s); a slope needs at least 3 runs at 2 or more levels")
+            notes.append(f"{strategy}: {len(group)} run(s); a slope needs at least 3 runs at 2 or more levels")
+    return by_strategy, fits, notes
+
+
+def analyze(folders: list[str], out: str, overwrite: bool = False) -> dict:
+    runs, skipped = read_runs(folders)
+    if not runs:
+        raise DivsftError("no run names a `divsft build` subset: evaluate models trained with `divsft train`")
+    by_strategy, fits, notes = fit_strategies(runs)
     corr = correlations(runs)
     report = {
         "runs": [{"folder": r.folder, "strategy": r.strategy, "level": r.level, "score": r.score} for r in runs],
-        "skipped": skipped,
+        "skipped": skipped + notes,
         "slopes": {s: {k: v for k, v in fit.items() if k != "model"} for s, fit in fits.items()},
         "correlations": corr,
     }
+    plt = pyplot()
     with staged_dir(Path(out), overwrite=overwrite) as staging:
         write_json(staging / "analysis.json", report)
-        _plot_scores(by_strategy, fits, staging / "score_vs_diversity.png")
-        _plot_correlations(corr, staging / "metric_correlations.png")
+        for figure, name in ((score_figure(by_strategy, fits), "score_vs_diversity.png"),
+                             (correlation_figure(corr), "metric_correlations.png")):
+            figure.savefig(staging / name, dpi=110)
+            plt.close(figure)
         (staging / "results.md").write_text(_results_markdown(report), encoding="utf-8")
     return report
 
 
-def _plot_scores(by_strategy: dict, fits: dict, path: Path) -> None:
+def score_figure(by_strategy: dict, fits: dict):
     """Like the paper's Figure 3: per strategy, scores, the posterior mean line and its 1-sigma band."""
     plt = pyplot()
     names = sorted(by_strategy)
@@ -138,11 +147,10 @@ def _plot_scores(by_strategy: dict, fits: dict, path: Path) -> None:
             ax.set_title(strategy, fontsize=9)
         ax.set_xlabel("diversity level (%)", fontsize=8)
         ax.set_ylabel("score", fontsize=8)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
-def _plot_correlations(corr: dict, path: Path) -> None:
+def correlation_figure(corr: dict):
     """Like the paper's Figure 4: Pearson r of each metric with the score, instruction and response side by side."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.4), constrained_layout=True)
@@ -155,8 +163,7 @@ def _plot_correlations(corr: dict, path: Path) -> None:
     ax.set_ylim(-1, 1)
     ax.set_ylabel("Pearson r with score")
     ax.legend(fontsize=8)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def _results_markdown(report: dict) -> str:

@@ -69,8 +69,8 @@ def evaluate_model(config: EvalConfig) -> dict:
         judgments, result = _reference_nll(config, items)
     summary = {**result, **_provenance(config, items)}
     with staged_dir(out, overwrite=config.overwrite) as staging:
-        _write_jsonl(staging / "generations.jsonl",
-                     [{key: item[key] for key in ("id", "config", "instruction", "output", "tokens")} for item in items])
+        fields = ("id", "config", "instruction", "reference", "output", "tokens")
+        _write_jsonl(staging / "generations.jsonl", [{key: item[key] for key in fields} for item in items])
         _write_jsonl(staging / "judgments.jsonl", judgments)
         write_json(staging / "summary.json", summary)
     return summary
