@@ -32,6 +32,8 @@ quickstart: install
 	$(VENV)/bin/divsft plot $(addprefix $(OUT)/,$(STRATEGIES)) --out $(OUT)/metrics.png
 
 test: install
+	# The Space's browser test drives Debian's chromium (Playwright downloads no browser here).
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	$(PY) -m pytest
 
 bench: install

@@ -279,6 +279,28 @@ def analyze(
     typer.echo(f"wrote {out}/results.md")
 
 
+@app.command("demo-results")
+def demo_results(
+    out: Annotated[Path, typer.Option(help="Output folder (builds/, models/, runs/, analysis/)")] = Path("demo-results"),
+    pool: Annotated[str, typer.Option(help="The pool to sample")] = "../shared/data/open-sft-pool",
+    eval_set: Annotated[str, typer.Option(help="The eval set (Hub layout)")] = "../shared/data/sft-eval",
+    prompts: Annotated[int, typer.Option(help="Eval prompts per model")] = 4,
+    train_steps: Annotated[int, typer.Option(help="LoRA steps per subset")] = 3,
+    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists")] = False,
+) -> None:
+    """A small real results folder for the Space: builds, LoRA models and evals on a CPU (about 5 minutes)."""
+    from .demo import DemoConfig
+    from .demo import demo_results as make_demo
+
+    try:
+        report = make_demo(DemoConfig(out=str(out), pool=pool, eval_set=eval_set, prompts=prompts, train_steps=train_steps,
+                                      overwrite=overwrite))
+    except DivsftError as err:
+        _fail(err)
+    typer.echo(f"wrote {out}: {len(report['runs'])} runs placed in their subsets. Show them with:\n"
+               f"  python spaces/divsft-explorer/app.py --results {out}")
+
+
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
     add_help_option=False,
