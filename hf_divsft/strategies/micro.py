@@ -104,7 +104,8 @@ class MicroTypes:
     def type_labels(self, typed: Dataset) -> dict[int, str]:
         """Each type is a token: its text."""
         ids = pc.unique(pc.list_flatten(arrow_column(typed, "types"))).to_pylist()
-        return load_tokenizer(self.tokenizer).labels(ids, typed[self.component])
+        texts = (text for batch in typed.select_columns(self.component).iter(1000) for text in batch[self.component])
+        return load_tokenizer(self.tokenizer).labels(ids, texts)  # texts are read only for hashed words
 
     def describe(self) -> dict:
         return {
