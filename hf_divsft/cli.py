@@ -288,7 +288,7 @@ def demo_results(
     train_steps: Annotated[int, typer.Option(help="LoRA steps per subset")] = 3,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists")] = False,
 ) -> None:
-    """A small real results folder for the Space: builds, LoRA models and evals on a CPU (about 5 minutes)."""
+    """A small real results folder for the Space: builds, LoRA models and evals on a CPU (about 3 minutes)."""
     from .demo import DemoConfig
     from .demo import demo_results as make_demo
 

@@ -24,7 +24,7 @@ from .metrics import METRICS
 from .plots import pyplot
 
 NO_RESULTS = (
-    "**No results to show yet.** Make a small real results folder (about 5 minutes on a CPU) and point the "
+    "**No results to show yet.** Make a small real results folder (about 3 minutes on 2 CPU cores) and point the "
     "app at it:\n\n```bash\ndivsft demo-results --out demo-results\npython app.py --results demo-results\n```\n\n"
     "Or pass your own folder of `divsft build` and `divsft eval` outputs, or a Hub dataset repo holding one."
 )
