@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hf_divsft.explorer import load_results, safe_markdown
+from hf_divsft.explorer import EvalRun, load_results, safe_markdown
 
 from .conftest import REPO, free_port, hub_env, run_divsft, served
 
@@ -44,11 +44,23 @@ def test_demo_results_hold_real_builds_runs_and_slopes(demo):
         config = build.manifest["levels"][-1]["config"]
         assert build.labels and build.type_counts(config)[0][1] > 0
         assert {row[0] for row in build.metrics_table(config)} >= {"self_bleu", "token_entropy"}
+    assert [name for _, name in results.run_choices("response-micro", 50)] == ["runs/response_micro_d050"]
+    assert len(results.run_choices("instruction-micro")) == 3 and len(results.run_choices()) == 7
     figure, slopes = results.overview()
     assert figure is not None and [row[0] for row in slopes] == ["instruction-micro", "response-micro"]
     assert all(row[1] == 3 and row[2] is not None and row[3] > 0 for row in slopes)
     analysis = json.loads((demo / "analysis" / "analysis.json").read_text())
     assert {s: round(f["slope_x1e-2"], 3) for s, f in analysis["slopes"].items()} == {row[0]: row[2] for row in slopes}
+
+
+def test_pairwise_verdicts_read_per_order():
+    judgments = [{"id": "p1", "order": "model_first", "verdict": "A", "model_score": 1.0, "reply": "[[A]]"},
+                 {"id": "p1", "order": "reference_first", "verdict": "C", "model_score": 0.5, "reply": "[[C]]"},
+                 {"id": "p2", "order": "model_first", "verdict": None, "model_score": None, "reply": "?"}]
+    run = EvalRun("runs/x", {"score": 75.0}, [], judgments)
+    assert run.verdict("p1") == "**vs the reference: model first: win; reference first: tie**"
+    assert run.verdict("p2") == "**vs the reference: model first: no verdict**"
+    assert run.verdict("p3") == "_no judgment for this prompt_"
 
 
 def test_model_output_markdown_holds_no_html():
