@@ -50,10 +50,10 @@ def demo_results(config: DemoConfig) -> dict:
         pool = _sample_pool(config, out / "pool-sample.parquet")
         runs = [_evaluate(config, out / "runs" / "base", adapter=None)]
         for strategy in config.strategies:
-            build_folder = _build(config, pool, strategy, out / "builds" / strategy)
-            for entry in _levels(build_folder):
-                adapter = _train(config, build_folder, entry, out / "models" / entry)
-                runs.append(_evaluate(config, out / "runs" / entry, adapter))
+            build_folder = out / "builds" / strategy
+            for subset in _build(config, pool, strategy, build_folder):
+                adapter = _train(config, build_folder, subset, out / "models" / subset)
+                runs.append(_evaluate(config, out / "runs" / subset, adapter))
         report = analyze([str(run) for run in runs], str(out / "analysis"))
         write_json(out / "demo.json", {"settings": config.__dict__ | {"out": str(out)}, "runs": len(runs)})
     return report
@@ -80,19 +80,14 @@ def _sample_pool(config: DemoConfig, path: Path) -> Path:
     return path
 
 
-def _build(config: DemoConfig, pool: Path, strategy: str, out: Path) -> Path:
+def _build(config: DemoConfig, pool: Path, strategy: str, out: Path) -> list[str]:
+    """Build the strategy's subsets into `out`; returns their config names."""
     from .build import BuildConfig, build
 
     # a small pool has few tokens in the paper's 10..500 count band, so the band starts lower
-    build(BuildConfig(pool=str(pool), strategy=strategy, out=str(out), levels=config.levels, size=config.size,
-                      band=(3, 300), seed=config.seed))
-    return out
-
-
-def _levels(build_folder: Path) -> list[str]:
-    import json
-
-    return [entry["config"] for entry in json.loads((build_folder / "manifest.json").read_text())["levels"]]
+    manifest = build(BuildConfig(pool=str(pool), strategy=strategy, out=str(out), levels=config.levels,
+                                 size=config.size, band=(3, 300), seed=config.seed))
+    return [entry["config"] for entry in manifest["levels"]]
 
 
 def _train(config: DemoConfig, build_folder: Path, subset: str, out: Path) -> Path:

@@ -110,10 +110,6 @@ class EvalRun:
         orders = "; ".join(f"{j['order'].replace('_', ' ')}: {outcome[j['model_score']]}" for j in mine)
         return f"**vs the reference: {orders}**"
 
-    def nll(self, prompt_id: str) -> float | None:
-        rows = [j for j in self.judgments if j["id"] == prompt_id and "nll_sum" in j]
-        return rows[0]["nll_sum"] / max(rows[0]["tokens"], 1) if rows else None
-
 
 @dataclass
 class Results:

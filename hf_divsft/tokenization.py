@@ -43,8 +43,8 @@ class WhitespaceTokenizer:
         wanted, found = set(ids), {}
         for text in texts:
             for word in text.split():
-                if _word_id(word) in wanted:
-                    found.setdefault(_word_id(word), word)
+                if (word_id := _word_id(word)) in wanted:
+                    found.setdefault(word_id, word)
             if len(found) == len(wanted):
                 break
         return found

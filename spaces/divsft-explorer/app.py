@@ -88,10 +88,14 @@ def subsets_tab(results: Results) -> tuple | None:
     if not builds:
         gr.Markdown("No `divsft build` folder in these results.")
         return None
+
+    def configs(name: str) -> list[str]:
+        return [entry["config"] for entry in results.build(name).manifest["levels"]]
+
     with gr.Row():
         strategy = gr.Dropdown(builds, value=builds[0], label="Build (strategy)", elem_id="subset-build")
-        first_levels = [entry["config"] for entry in results.builds[0].manifest["levels"]]
-        level = gr.Dropdown(first_levels, value=first_levels[-1], label="Subset (level)", elem_id="subset-level")
+        level = gr.Dropdown(configs(builds[0]), value=configs(builds[0])[-1], label="Subset (level)",
+                            elem_id="subset-level")
         search = gr.Textbox(label="Search rows", placeholder="a word from the instruction or response")
     metrics = gr.Dataframe(headers=["metric", "instruction", "response"], label="The six metrics")
     types = gr.Plot(label="Most frequent types")
@@ -99,19 +103,22 @@ def subsets_tab(results: Results) -> tuple | None:
                         wrap=True, elem_id="subset-rows")
 
     def pick_build(name):
-        configs = [entry["config"] for entry in results.build(name).manifest["levels"]]
-        return gr.update(choices=configs, value=configs[-1])
+        return gr.update(choices=configs(name), value=configs(name)[-1])
+
+    def search_rows(name, config, query):
+        # while a new build's levels are being set, `config` can still name the old build's level
+        return results.build(name).preview(config, query) if config in configs(name) else gr.update()
 
     def show(name, config, query):
-        build = results.build(name)
-        if config not in {entry["config"] for entry in build.manifest["levels"]}:
+        if config not in configs(name):
             return gr.update(), gr.update(), gr.update()
+        build = results.build(name)
         figure = types_figure(build.type_counts(config), f"{config}: types held by the most rows")
-        return build.metrics_table(config), figure, build.preview(config, query)
+        return build.metrics_table(config), figure, search_rows(name, config, query)
 
     strategy.change(pick_build, strategy, level)
-    for control in (level, search):
-        control.change(show, [strategy, level, search], [metrics, types, rows])
+    level.change(show, [strategy, level, search], [metrics, types, rows])
+    search.change(search_rows, [strategy, level, search], rows)  # the metrics and types stay as they are
     return show, [strategy, level, search], [metrics, types, rows]
 
 
