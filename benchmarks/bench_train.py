@@ -1,13 +1,14 @@
 """Training throughput: our SmolLM2-135M full fine-tuning recipe vs TRL's plain SFTTrainer defaults (issue: train).
 
-In one run, on the same subset rows and the same number of optimizer steps:
-  ours     = recipes/smollm2-135m/sft/config_full.yaml (padding-free best-fit packing, no activation
+In one run, over one epoch of the same seeded sample of subset rows:
+  ours     = recipes/smollm2-135m/sft/config_full.yaml (length-grouped micro-batches of 16, no activation
              checkpointing, bf16), built by hf_divsft.train exactly as a recipe run builds it;
-  baseline = SFTTrainer with SFTConfig defaults (no packing, padded micro-batches of TRL's default size) and the
-             same sequences per optimizer step, learning rate and max_length.
-Reports steady-state non-padding tokens/s (the first WARMUP_STEPS steps, which carry CUDA's start-up, are
-left out) and peak GPU memory; target: ours >= 1.5x the baseline's tokens/s.
-Meant for a GPU (the device tool); `--cpu-check` runs a few tiny steps on CPU to test the script itself.
+  baseline = SFTTrainer with SFTConfig defaults (random micro-batches of TRL's default size, padded, activation
+             checkpointing) and the recipe's samples per optimizer step, learning rate and max_length.
+Both train on the same samples, so they see the same tokens. Reports non-padding tokens/s after the first
+optimizer step (CUDA's and the allocator's start-up) and peak GPU memory; target: ours >= 1.5x the baseline.
+Meant for a GPU (the device tool). `--cpu` runs on CPU in float32: with a small sample, it tests the script;
+its figures are a compute-bound proxy, not the target.
 `--random-init` builds the weights from the model's config, for a machine the weights cannot be copied to:
 tokens/s and memory depend on the architecture and the data, not on the weights' values.
 """
@@ -17,20 +18,23 @@ from __future__ import annotations
 import argparse
 import gc
 import shlex
+import sys
 import tempfile
 import time
+import traceback
+from functools import partial
 from pathlib import Path
 
 from common import RESULTS, save
-
 from transformers import TrainerCallback
+from trl import SFTTrainer
 
 from hf_divsft.data import ids_sha256
 from hf_divsft.models import resolve_model
 from hf_divsft.train import _make_trainer, as_prompt_completion, load_subset, parse_args
 
 TARGET_SPEEDUP = 1.5
-WARMUP_STEPS = 5
+WARMUP_STEPS = 1
 RECIPE = str(Path(__file__).resolve().parents[1] / "recipes" / "smollm2-135m" / "sft" / "config_full.yaml")
 
 
@@ -48,14 +52,17 @@ class SteadyState(TrainerCallback):
             self.tokens, self.seconds = state.num_input_tokens_seen - self.start[1], now - self.start[0]
 
 
-def run(trainer, warmup_steps: int) -> dict:
+def run(make_trainer) -> dict:
     import torch
 
-    settings = {key: getattr(trainer.args, key) for key in ("packing", "padding_free", "gradient_checkpointing")}
+    trainer = make_trainer()
+    settings = {key: getattr(trainer.args, key) for key in (
+        "per_device_train_batch_size", "gradient_accumulation_steps", "train_sampling_strategy", "packing",
+        "padding_free", "activation_checkpointing")}
 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    steady = SteadyState(warmup_steps)
+    steady = SteadyState(WARMUP_STEPS)
     trainer.add_callback(steady)
     result = trainer.train()
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
@@ -80,13 +87,14 @@ def random_init_copy(model_dir: str) -> str:
 
 
 def attempt(measure) -> dict:
-    """`measure()`, or the out-of-memory error it hit (a variant that does not fit is a result too)."""
+    """`measure()`, or the error it hit: a variant that does not fit or does not compile is a result too."""
     import torch
 
     try:
         return measure()
-    except torch.OutOfMemoryError as err:
-        return {"error": f"CUDA out of memory: {str(err).splitlines()[0]}"}
+    except Exception as err:  # noqa: BLE001 - recorded, and the traceback printed, so the other runs go on
+        traceback.print_exc()
+        return {"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
     finally:
         gc.collect()
         torch.cuda.empty_cache() if torch.cuda.is_available() else None
@@ -97,58 +105,76 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
     return name, shlex.split(extra)
 
 
-def main() -> None:
+def parse_cli() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", default="outputs/response-micro", help="a build folder or a saved dataset")
     parser.add_argument("--dataset-config", default="response_micro_d100")
-    parser.add_argument("--max-steps", type=int, default=30)
+    parser.add_argument("--max-samples", type=int, default=3840, help="one epoch over this seeded sample (30 steps)")
+    parser.add_argument("--max-length", type=int, help="truncate to this many tokens (default: the recipe's)")
     parser.add_argument("--model", default="smollm2", help="'smollm2' or a model folder")
     parser.add_argument("--random-init", action="store_true", help="weights from the config (see above)")
     parser.add_argument("--variant", action="append", type=parse_variant, default=[],
                         help="also measure the recipe with these train options, as NAME='--key value ...'")
-    parser.add_argument("--cpu-check", action="store_true", help="3 tiny steps on CPU, to test the script")
-    parser.add_argument("--out", default=str(RESULTS / "train.json"))
-    args = parser.parse_args()
+    parser.add_argument("--cpu", action="store_true", help="run on CPU in float32 (see above)")
+    parser.add_argument("--out", help="JSON record (default: benchmarks/results/train.json, or train-cpu.json)")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_cli()
 
     import torch
-    from trl import SFTConfig, SFTTrainer
 
     overrides = ["--dataset", args.dataset, "--dataset_config", args.dataset_config, "--output_dir", "/tmp/bench-train",
-                 "--max_steps", str(3 if args.cpu_check else args.max_steps), "--report_to", "none"]
-    if args.cpu_check:
-        overrides += ["--max_samples", "64", "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1",
-                      "--max_length", "256", "--bf16", "false", "--dtype", "float32", "--use_cpu", "true"]
-    subset_args, ours_config, model_config = parse_args(["--config", RECIPE, *overrides])
-    rows, origin = load_subset(subset_args, seed=0)
+                 "--max_samples", str(args.max_samples), "--num_train_epochs", "1", "--report_to", "none"]
+    overrides += ["--max_length", str(args.max_length)] if args.max_length else []
+    overrides += ["--bf16", "false", "--dtype", "float32", "--use_cpu", "true"] if args.cpu else []
+    subset_args, ours_config, _ = parse_args(["--config", RECIPE, *overrides])
+    steps = args.max_samples // (ours_config.per_device_train_batch_size * ours_config.gradient_accumulation_steps)
+    if steps <= WARMUP_STEPS:
+        sys.exit(f"error: --max-samples {args.max_samples} gives {steps} optimizer steps; the timing needs more than "
+                 f"{WARMUP_STEPS}")
+    rows, origin = load_subset(subset_args, seed=ours_config.seed)
     dataset = as_prompt_completion(rows)
     model_dir = random_init_copy(resolve_model(args.model)) if args.random_init else resolve_model(args.model)
-    warmup = 1 if args.cpu_check else WARMUP_STEPS
+    out = args.out or str(RESULTS / ("train-cpu.json" if args.cpu else "train.json"))
+    record = {"benchmark": "SmolLM2-135M full fine-tune: recipe vs SFTTrainer defaults",
+              "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+              "subset": {**origin, "ids_sha256": ids_sha256(rows)}, "recipe": RECIPE, "max_length": ours_config.max_length,
+              "samples_per_step": ours_config.per_device_train_batch_size * ours_config.gradient_accumulation_steps,
+              "warmup_steps": WARMUP_STEPS, "weights": "random init from the config" if args.random_init else "pretrained",
+              "runs": {}, "target_speedup": TARGET_SPEEDUP}
 
-    sequences_per_step = ours_config.per_device_train_batch_size * ours_config.gradient_accumulation_steps
-    batch = min(SFTConfig.per_device_train_batch_size, sequences_per_step)  # TRL's default micro-batch
-    baseline_config = SFTConfig(
-        output_dir="/tmp/bench-train-baseline", max_steps=ours_config.max_steps, report_to="none",
-        per_device_train_batch_size=batch, gradient_accumulation_steps=sequences_per_step // batch,
-        learning_rate=ours_config.learning_rate, max_length=ours_config.max_length,
-        bf16=ours_config.bf16, use_cpu=args.cpu_check, include_num_input_tokens_seen="non_padding",
-        model_init_kwargs={"dtype": torch.float32 if args.cpu_check else torch.bfloat16},
-    )
-    # The baseline first: a run cut short by a time limit still has the reference.
-    results = {"baseline": attempt(lambda: run(SFTTrainer(model=model_dir, args=baseline_config, train_dataset=dataset),
-                                               warmup))}
+    # Every variant's options parsed before any run. The baseline runs first, and the record is saved after every
+    # run: a run cut short by a time limit keeps what it has.
+    trainers = {"baseline": partial(SFTTrainer, model=model_dir, args=baseline_config(ours_config, args.cpu),
+                                    train_dataset=dataset)}
+    record["runs"]["baseline"] = {"options": "SFTConfig defaults"}
     for name, extra in [("ours", []), *args.variant]:
         _, config, model_config = parse_args(["--config", RECIPE, *overrides, *extra])
-        results[name] = {"options": " ".join(extra)} | attempt(
-            lambda: run(_make_trainer(dataset, config, model_config, model_dir), warmup))
-        print(f"{name}: {results[name]}", flush=True)
-    speedup = report(results)
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    record = {"benchmark": "SmolLM2-135M full fine-tune: recipe vs SFTTrainer defaults", "device": device,
-              "subset": {**origin, "ids_sha256": ids_sha256(rows)}, "recipe": RECIPE, "warmup_steps": warmup,
-              "weights": "random init from the config" if args.random_init else "pretrained", "runs": results,
-              "speedup": speedup, "target_speedup": TARGET_SPEEDUP, "cpu_check": args.cpu_check}
-    if not args.cpu_check:
-        save(record, args.out, ("torch", "transformers", "trl", "accelerate", "datasets"))
+        trainers[name] = partial(_make_trainer, dataset, config, model_config, model_dir)
+        record["runs"][name] = {"options": " ".join(extra)}
+    for name, make in trainers.items():
+        record["runs"][name] |= attempt(partial(run, make))
+        print(f"{name}: {record['runs'][name]}", flush=True)
+        record["speedup"] = report(record["runs"])
+        save(record, out, ("torch", "transformers", "trl", "accelerate", "datasets"))
+
+
+def baseline_config(ours, cpu: bool):
+    """SFTConfig's defaults, with the recipe's samples per step, learning rate, max_length and precision."""
+    import torch
+    from trl import SFTConfig
+
+    samples_per_step = ours.per_device_train_batch_size * ours.gradient_accumulation_steps
+    batch = min(SFTConfig.per_device_train_batch_size, samples_per_step)  # TRL's default micro-batch
+    return SFTConfig(
+        output_dir="/tmp/bench-train-baseline", num_train_epochs=1, report_to="none",
+        per_device_train_batch_size=batch, gradient_accumulation_steps=samples_per_step // batch,
+        learning_rate=ours.learning_rate, max_length=ours.max_length, bf16=ours.bf16, use_cpu=cpu,
+        include_num_input_tokens_seen="non_padding",
+        model_init_kwargs={"dtype": torch.float32 if cpu else torch.bfloat16},
+    )
 
 
 def report(results: dict) -> float | None:
@@ -156,11 +182,11 @@ def report(results: dict) -> float | None:
     base = results["baseline"].get("tokens_per_second")
     print(f"{'':<10} {'tokens/s':>10} {'x base':>7} {'peak GiB':>9} {'steps':>6} {'tokens':>10} {'seconds':>8}")
     for name, r in results.items():
-        if "error" in r:
-            print(f"{name:<10} {r['error'][:80]}")
+        if "error" in r or "tokens_per_second" not in r:
+            print(f"{name:<10} {r.get('error', 'not run yet')[:80]}")
             continue
         ratio = r["tokens_per_second"] / base if base else float("nan")
-        print(f"{name:<10} {r['tokens_per_second']:>10.0f} {ratio:>7.2f} {str(r['peak_gpu_gib']):>9} {r['steps']:>6} "
+        print(f"{name:<10} {r['tokens_per_second']:>10.0f} {ratio:>7.2f} {r['peak_gpu_gib']!s:>9} {r['steps']:>6} "
               f"{r['tokens']:>10} {r['seconds']:>8}")
     ours = results["ours"].get("tokens_per_second")
     if not (ours and base):
