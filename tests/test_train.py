@@ -113,13 +113,11 @@ def test_a_bad_recipe_key_fails_in_one_line(builds, tmp_path):
 
 # GPU recipes parse on this CPU-only machine once told so; their keys are checked all the same.
 ON_CPU = ("--bf16", "false", "--use_cpu", "true", "--dtype", "float32")
-
-
 RECIPES = sorted((REPO / "recipes").glob("*/sft/config_*.yaml"))
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=[f"{path.parts[-3]}/{path.name}" for path in RECIPES])
-def test_every_recipe_parses_and_trains_on_responses_only(recipe, tmp_path):
+def test_every_recipe_parses_with_response_only_loss(recipe, tmp_path):
     subset_args, sft_config, model_config = parse_args(["--config", str(recipe), "--output_dir", str(tmp_path), *ON_CPU])
     assert sft_config.completion_only_loss and subset_args.dataset_config
     assert model_config.model_name_or_path
