@@ -130,7 +130,8 @@ def main() -> None:
     overrides += ["--max_length", str(args.max_length)] if args.max_length else []
     overrides += ["--bf16", "false", "--dtype", "float32", "--use_cpu", "true"] if args.cpu else []
     subset_args, ours_config, _ = parse_args(["--config", RECIPE, *overrides])
-    steps = args.max_samples // (ours_config.per_device_train_batch_size * ours_config.gradient_accumulation_steps)
+    samples_per_step = ours_config.per_device_train_batch_size * ours_config.gradient_accumulation_steps
+    steps = args.max_samples // samples_per_step
     if steps <= WARMUP_STEPS:
         sys.exit(f"error: --max-samples {args.max_samples} gives {steps} optimizer steps; the timing needs more than "
                  f"{WARMUP_STEPS}")
@@ -140,15 +141,15 @@ def main() -> None:
     out = args.out or str(RESULTS / ("train-cpu.json" if args.cpu else "train.json"))
     record = {"benchmark": "SmolLM2-135M full fine-tune: recipe vs SFTTrainer defaults",
               "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-              "subset": {**origin, "ids_sha256": ids_sha256(rows)}, "recipe": RECIPE, "max_length": ours_config.max_length,
-              "samples_per_step": ours_config.per_device_train_batch_size * ours_config.gradient_accumulation_steps,
-              "warmup_steps": WARMUP_STEPS, "weights": "random init from the config" if args.random_init else "pretrained",
+              "subset": {**origin, "ids_sha256": ids_sha256(rows)}, "recipe": RECIPE,
+              "max_length": ours_config.max_length, "samples_per_step": samples_per_step, "warmup_steps": WARMUP_STEPS,
+              "weights": "random init from the config" if args.random_init else "pretrained",
               "runs": {}, "target_speedup": TARGET_SPEEDUP}
 
     # Every variant's options parsed before any run. The baseline runs first, and the record is saved after every
     # run: a run cut short by a time limit keeps what it has.
-    trainers = {"baseline": partial(SFTTrainer, model=model_dir, args=baseline_config(ours_config, args.cpu),
-                                    train_dataset=dataset)}
+    baseline = baseline_config(ours_config, samples_per_step, args.cpu)
+    trainers = {"baseline": partial(SFTTrainer, model=model_dir, args=baseline, train_dataset=dataset)}
     record["runs"]["baseline"] = {"options": "SFTConfig defaults"}
     for name, extra in [("ours", []), *args.variant]:
         _, config, model_config = parse_args(["--config", RECIPE, *overrides, *extra])
@@ -161,12 +162,11 @@ def main() -> None:
         save(record, out, ("torch", "transformers", "trl", "accelerate", "datasets"))
 
 
-def baseline_config(ours, cpu: bool):
+def baseline_config(ours, samples_per_step: int, cpu: bool):
     """SFTConfig's defaults, with the recipe's samples per step, learning rate, max_length and precision."""
     import torch
     from trl import SFTConfig
 
-    samples_per_step = ours.per_device_train_batch_size * ours.gradient_accumulation_steps
     batch = min(SFTConfig.per_device_train_batch_size, samples_per_step)  # TRL's default micro-batch
     return SFTConfig(
         output_dir="/tmp/bench-train-baseline", num_train_epochs=1, report_to="none",
