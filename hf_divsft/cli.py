@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from .assets import DEFAULT_EVAL_SET, DEFAULT_POOL
 from .errors import DivsftError
 
 app = typer.Typer(
@@ -230,7 +231,7 @@ def eval_(
     out: Annotated[Path, typer.Option(help="Output folder: generations.jsonl, judgments.jsonl, summary.json")],
     model: Annotated[str, typer.Option(help="smollm2 (bundled), a model folder or a Hub id")] = "smollm2",
     adapter: Annotated[str, typer.Option(help="A LoRA adapter folder (from divsft train) on top of --model")] = None,
-    eval_set: Annotated[str, typer.Option(help="Hub-layout eval set with alpaca_eval and arena_hard configs")] = "../shared/data/sft-eval",
+    eval_set: Annotated[str, typer.Option(help="Hub-layout eval set with alpaca_eval and arena_hard configs")] = DEFAULT_EVAL_SET,
     configs: Annotated[str, typer.Option(help="Eval configs, comma-separated")] = "alpaca_eval,arena_hard",
     judge: Annotated[str, typer.Option(help="reference-nll (offline proxy) or pairwise (an LLM judge)")] = "reference-nll",
     judge_model: Annotated[str, typer.Option(help="pairwise: the judge model (server name, or a local model)")] = None,
@@ -282,8 +283,8 @@ def analyze(
 @app.command("demo-results")
 def demo_results(
     out: Annotated[Path, typer.Option(help="Output folder (builds/, models/, runs/, analysis/)")] = Path("demo-results"),
-    pool: Annotated[str, typer.Option(help="The pool to sample")] = "../shared/data/open-sft-pool",
-    eval_set: Annotated[str, typer.Option(help="The eval set (Hub layout)")] = "../shared/data/sft-eval",
+    pool: Annotated[str, typer.Option(help="The pool to sample")] = DEFAULT_POOL,
+    eval_set: Annotated[str, typer.Option(help="The eval set (Hub layout)")] = DEFAULT_EVAL_SET,
     prompts: Annotated[int, typer.Option(help="Eval prompts per model")] = 4,
     train_steps: Annotated[int, typer.Option(help="LoRA steps per subset")] = 3,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists")] = False,

@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .artifacts import check_free, write_json
+from .assets import DEFAULT_EVAL_SET, DEFAULT_POOL
 from .errors import DivsftError
-from .evaluation.evalset import DEFAULT_EVAL_SET
-
-DEFAULT_POOL = "../shared/data/open-sft-pool"
 
 
 @dataclass

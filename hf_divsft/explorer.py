@@ -18,6 +18,7 @@ from functools import cached_property
 from pathlib import Path
 
 from .analysis import Run, correlation_figure, correlations, fit_strategies, score_figure
+from .build import TYPE_LABELS
 from .data import TEXT_COLUMNS
 from .errors import DivsftError, reason
 from .metrics import METRICS
@@ -50,7 +51,7 @@ class Build:
 
     @cached_property
     def labels(self) -> dict[str, str]:
-        path = self.folder / self.manifest.get("type_labels", "type_labels.json")
+        path = self.folder / self.manifest.get("type_labels", TYPE_LABELS)
         return json.loads(path.read_text()) if path.is_file() else {}
 
     def level(self, config: str) -> dict:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from datasets import Dataset, concatenate_datasets, load_dataset
 
+from ..assets import DEFAULT_EVAL_SET
 from ..errors import DivsftError, reason
 
-DEFAULT_EVAL_SET = "../shared/data/sft-eval"
 EVAL_CONFIGS = ("alpaca_eval", "arena_hard")
 
 

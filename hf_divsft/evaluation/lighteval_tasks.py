@@ -22,7 +22,9 @@ from lighteval.metrics.utils.metric_utils import CorpusLevelMetric
 from lighteval.tasks.lighteval_task import LightevalTaskConfig
 from lighteval.tasks.requests import Doc, SamplingMethod
 
-EVAL_SET = os.environ.get("DIVSFT_EVAL_SET", "../shared/data/sft-eval")
+from hf_divsft.assets import DEFAULT_EVAL_SET
+
+EVAL_SET = os.environ.get("DIVSFT_EVAL_SET", DEFAULT_EVAL_SET)
 NEW_TOKENS = int(os.environ.get("DIVSFT_LIGHTEVAL_TOKENS", "512"))
 
 

@@ -140,12 +140,11 @@ class MesoTypes:
     component: str = "instruction"
     tagger: SpacyTagger | LLMTagger = field(default_factory=SpacyTagger)
     normalizer: TagNormalizer = field(default_factory=TagNormalizer)
+    vocabulary: TagVocabulary | None = field(default=None, init=False, repr=False)  # set by `fit`
 
     @property
     def tag(self) -> TagColumn:
         return TagColumn(self.component, self.tagger)
-
-    vocabulary: TagVocabulary | None = field(default=None, init=False, repr=False)
 
     def fit(self, ds: Dataset) -> TagTypes:
         column = self.tag.output_column
