@@ -20,10 +20,12 @@ import io
 import datasets
 from common import POOL, RESULTS, save, timed
 
-from hf_divsft.data import TEXT_COLUMNS, load_pool
+from hf_divsft.config import MeasureConfig
+from hf_divsft.data import load_pool
 from hf_divsft.embedding import load_embedder
-from hf_divsft.measure import MeasureConfig, measure_dataset
+from hf_divsft.measure import measure_dataset
 from hf_divsft.metrics import NGrams, compression_ratio, ngram_ratio, self_bleu
+from hf_divsft.strategies import COMPONENTS as TEXT_COLUMNS
 from hf_divsft.tokenization import load_tokenizer
 
 TARGET_SECONDS, TARGET_RATIO = 60.0, 0.25
@@ -41,7 +43,7 @@ class SacreBleuStandIn:
 
 def time_diversity(texts: list[str], size: int) -> dict:
     import diversity
-    import diversity.homogenization as homogenization
+    from diversity import homogenization
 
     homogenization.load = lambda name: SacreBleuStandIn()  # the Hub module is unreachable offline
     _, compression = timed(lambda: diversity.compression_ratio(texts))

@@ -29,7 +29,7 @@ from common import RESULTS, save
 from transformers import TrainerCallback
 from trl import SFTTrainer
 
-from hf_divsft.data import ids_sha256
+from hf_divsft.formats.build_folder import ids_sha256
 from hf_divsft.models import resolve_model
 from hf_divsft.train import _make_trainer, as_prompt_completion, load_subset, parse_args
 

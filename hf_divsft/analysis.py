@@ -15,12 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import staged_dir, write_json
-from .data import TEXT_COLUMNS
+from .artifacts import check_output, staged_dir, write_json
+from .config import AnalyzeConfig
 from .errors import DivsftError
+from .formats.build_folder import MANIFEST, BuildFolder
+from .formats.eval_run import SUMMARY, EvalRun
+from .formats.results import ANALYSIS, ANALYSIS_WHAT, is_analysis
 from .metrics import METRICS
 from .plots import pyplot
-
+from .strategies import COMPONENTS
 
 
 @dataclass
@@ -30,30 +33,31 @@ class Run:
     level: int
     score: float
     metrics: dict
+    build: str | None = None  # the build folder of its subset
 
 
 def read_runs(folders: list[str]) -> tuple[list[Run], list[str]]:
     """Runs joined with their build manifests, and a note for each run that could not be placed."""
     runs, skipped, judges = [], [], set()
     for folder in folders:
-        summary_path = Path(folder) / "summary.json"
-        if not summary_path.is_file():
-            raise DivsftError(f"{folder}: not a `divsft eval` output (no summary.json)")
-        summary = json.loads(summary_path.read_text())
-        subset = summary.get("subset") or {}
-        manifest_path = Path(subset.get("source", "")) / "manifest.json"
-        if "config" not in subset or not manifest_path.is_file():
+        if not (Path(folder) / SUMMARY).is_file():
+            raise DivsftError(f"{folder}: not a `divsft eval` output (no {SUMMARY})")
+        summary = EvalRun.read(folder).summary
+        subset = summary.subset
+        if subset is None or subset.config is None or not (Path(subset.source) / MANIFEST).is_file():
             skipped.append(f"{folder}: its model names no `divsft build` subset (trained elsewhere, or the base model)")
             continue
-        entry = {e["config"]: e for e in json.loads(manifest_path.read_text())["levels"]}.get(subset["config"])
-        if entry is None or entry["ids_sha256"] != subset.get("ids_sha256", entry["ids_sha256"]):
-            skipped.append(f"{folder}: {manifest_path} no longer holds the subset it was trained on (rebuilt?)")
+        build = BuildFolder.read(subset.source)
+        entry = next((e for e in build.levels if e.config == subset.config), None)
+        if entry is None or entry.ids_sha256 != (subset.ids_sha256 or entry.ids_sha256):
+            skipped.append(f"{folder}: {build.path / MANIFEST} no longer holds the subset it was trained on (rebuilt?)")
             continue
-        if summary.get("score") is None:
+        if summary.score is None:
             skipped.append(f"{folder}: no score (no judge verdict could be read)")
             continue
-        judges.add(json.dumps(summary.get("judge"), sort_keys=True))
-        runs.append(Run(str(folder), subset["strategy"], entry["level"], summary["score"], entry.get("metrics") or {}))
+        judges.add(json.dumps(summary.judge, sort_keys=True))
+        runs.append(Run(str(folder), build.strategy, entry.level, summary.score, entry.metric_values(),
+                        str(build.path)))
     if len(judges) > 1:
         raise DivsftError(f"the runs were scored by different judges ({'; '.join(sorted(judges))}); "
                           f"analyze runs of one judge at a time")
@@ -77,7 +81,7 @@ def correlations(runs: list[Run]) -> dict:
 
     scores = np.array([run.score for run in runs])
     table: dict = {}
-    for component in TEXT_COLUMNS:
+    for component in COMPONENTS:
         for metric in METRICS:
             values = [run.metrics.get(component, {}).get(metric, {}).get("value") for run in runs]
             if len(runs) < 3 or any(v is None for v in values) or np.ptp(values) == 0 or np.ptp(scores) == 0:
@@ -103,8 +107,11 @@ def fit_strategies(runs: list[Run]) -> tuple[dict[str, list[Run]], dict, list[st
     return by_strategy, fits, notes
 
 
-def analyze(folders: list[str], out: str, overwrite: bool = False) -> dict:
-    runs, skipped = read_runs(folders)
+def analyze(config: AnalyzeConfig) -> dict:
+    runs, skipped = read_runs(config.runs)  # small files: read (and refused) before the output is checked
+    builds = [run.build for run in runs]
+    check_output(config.out, overwrite=config.overwrite, owned=is_analysis, what=ANALYSIS_WHAT,
+                 inputs=[*config.runs, *builds])
     if not runs:
         raise DivsftError("no run names a `divsft build` subset: evaluate models trained with `divsft train`")
     by_strategy, fits, notes = fit_strategies(runs)
@@ -116,8 +123,8 @@ def analyze(folders: list[str], out: str, overwrite: bool = False) -> dict:
         "correlations": corr,
     }
     plt = pyplot()
-    with staged_dir(Path(out), overwrite=overwrite) as staging:
-        write_json(staging / "analysis.json", report)
+    with staged_dir(config.out, overwrite=config.overwrite, owned=is_analysis, what=ANALYSIS_WHAT) as staging:
+        write_json(staging / ANALYSIS, report)
         for figure, name in ((score_figure(by_strategy, fits), "score_vs_diversity.png"),
                              (correlation_figure(corr), "metric_correlations.png")):
             figure.savefig(staging / name, dpi=110)
@@ -158,7 +165,7 @@ def correlation_figure(corr: dict):
     for offset, component in ((-0.2, "instruction"), (0.2, "response")):
         values = [(corr[component][m] or {}).get("r", 0.0) for m in METRICS]
         ax.bar(x + offset, values, width=0.4, label=component)
-    ax.set_xticks(x, [m.replace("_", "\n") for m in METRICS], fontsize=8)
+    ax.set_xticks(x, [metric.label.replace(" ", "\n", 1) for metric in METRICS.values()], fontsize=8)
     ax.axhline(0, color="black", linewidth=0.6)
     ax.set_ylim(-1, 1)
     ax.set_ylabel("Pearson r with score")
@@ -174,7 +181,7 @@ def _results_markdown(report: dict) -> str:
     lines += ["", "## Pearson r of each metric with the score (all runs)", "",
               "| metric | instruction r | response r |", "|---|---|---|"]
     for metric in METRICS:
-        cells = [report["correlations"][c][metric] for c in TEXT_COLUMNS]
+        cells = [report["correlations"][c][metric] for c in COMPONENTS]
         lines.append(f"| {metric} | " + " | ".join("n/a" if c is None else f"{c['r']:.3f} (p={c['p']:.2g})" for c in cells) + " |")
     if report["skipped"]:
         lines += ["", "## Left out", ""] + [f"- {note}" for note in report["skipped"]]

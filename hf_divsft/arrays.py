@@ -20,7 +20,7 @@ def row_pairs(values) -> tuple[int, np.ndarray, np.ndarray]:
     array = as_list_array(values)
     lengths = np.asarray(array.value_lengths().fill_null(0), dtype=np.int64)
     items = np.asarray(array.flatten(), dtype=np.int64)
-    return len(array), np.repeat(np.arange(len(array)), lengths), items
+    return len(array), np.repeat(np.arange(len(array), dtype=np.int32), lengths), items
 
 
 def distinct_pairs(rows: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -37,3 +37,11 @@ def to_list_array(num_rows: int, rows: np.ndarray, items: np.ndarray) -> pa.List
     offsets = np.zeros(num_rows + 1, dtype=np.int32)
     np.cumsum(np.bincount(rows, minlength=num_rows), out=offsets[1:])
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(items, type=pa.int64()))
+
+
+def text_blocks(texts, rows: int = 10_000):
+    """A text column (Arrow, chunked or not) as Python lists of a few thousand strings, never all at once."""
+    chunks = texts.chunks if isinstance(texts, pa.ChunkedArray) else [texts]
+    for chunk in chunks:
+        for start in range(0, len(chunk), rows):
+            yield chunk.slice(start, rows).to_pylist()

@@ -9,23 +9,16 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 
-from .data import TEXT_COLUMNS
+from .assets import shipped_file
 from .errors import DivsftError
+from .hub import repo_id_problem
 from .metrics import METRICS
 from .paper import PAPER_CITATION, PAPER_TITLE, PAPER_URL
-from .strategies import Strategy
+from .strategies import COMPONENTS, LEVELS, Strategy
 
-HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
-TEMPLATES = Path(__file__).resolve().parents[1] / "dataset_cards"
-SUBSETS_TEMPLATE = TEMPLATES / "subsets.md.j2"
-UNIT_OF_TYPE = {
-    "micro": "mid-frequency tokens (LLM tokenizer; a token is a type when its pool count lies in the band)",
-    "macro": "semantic clusters of sentence embeddings (one type per sample)",
-    "meso": "clusters of intention tags (InsTag-style normalisation; several types per sample)",
-}
+SUBSETS_TEMPLATE = "subsets.md.j2"
 
 
 def config_paths(config: str) -> str:
@@ -43,8 +36,7 @@ def render_subsets_card(release: dict, repo_id: str, license: str, license_sourc
     """README.md for a repository whose root manifest is `release` (every published strategy)."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    if not SUBSETS_TEMPLATE.is_file():
-        raise DivsftError(f"{SUBSETS_TEMPLATE}: the dataset card template is missing; run from an hf-divsft checkout")
+    template = shipped_file("dataset_cards", SUBSETS_TEMPLATE)
     builds = release["strategies"]
     configs = [level["config"] for build in builds.values() for level in build["levels"]]
     rows = sum(level["num_rows"] for build in builds.values() for level in build["levels"])
@@ -60,7 +52,7 @@ def render_subsets_card(release: dict, repo_id: str, license: str, license_sourc
     )
     card = DatasetCard.from_template(
         card_data,
-        template_path=str(SUBSETS_TEMPLATE),
+        template_path=str(template),
         pretty_name=card_data.pretty_name,
         repo_id=repo_id,
         tag=f"v{release['version']}",
@@ -71,13 +63,14 @@ def render_subsets_card(release: dict, repo_id: str, license: str, license_sourc
         license=license,
         license_source=license_source,
         citation=PAPER_CITATION,
+        metric_labels=[metric.label for metric in METRICS.values()],
     )
     return validate_card(str(card))
 
 
 def validate_card(text: str) -> str:
     """Check a card's YAML as `datasets` reads it (configs, size and language vocabularies); returns it."""
-    import datasets.utils.resources as resources
+    from datasets.utils import resources
     from datasets.utils.metadata import MetadataConfigs
     from huggingface_hub import DatasetCard
 
@@ -120,21 +113,21 @@ def _strategy_section(name: str, build: dict) -> dict:
         for e in build["levels"] if e.get("metrics")
     ]
     description = (
-        f"Types are the {strategy.component}s' {UNIT_OF_TYPE[strategy.level]}. Reverse greedy pruning keeps "
+        f"Types are the {strategy.component}s' {LEVELS[strategy.level].unit}. Reverse greedy pruning keeps "
         f"k types per level and token-aware sampling spreads N samples evenly over them."
     )
     return {"name": name, "description": description, "settings": settings, "levels": levels, "metrics": metrics}
 
 
 def _pair(metrics: dict, metric: str) -> str:
-    values = [metrics.get(component, {}).get(metric, {}).get("value") for component in TEXT_COLUMNS]
+    values = [metrics.get(component, {}).get(metric, {}).get("value") for component in COMPONENTS]
     return " / ".join("n/a" if value is None else f"{value:.3g}" for value in values)
 
 
 def _source_name(pool: str) -> str:
     """A pool as the card's `source_datasets`: a Hub id as is, a local folder or file by its name."""
     path = Path(pool)
-    if HUB_ID.fullmatch(pool) and not path.exists():
+    if not path.exists() and not repo_id_problem(pool):
         return pool
     return path.stem if path.suffix else path.name
 
@@ -147,7 +140,7 @@ def pool_license(pool: str) -> str | None:
     try:
         if readme.is_file():
             card = DatasetCard.load(readme)
-        elif HUB_ID.fullmatch(pool) and not Path(pool).exists():
+        elif not Path(pool).exists() and not repo_id_problem(pool):
             card = DatasetCard.load(pool, repo_type="dataset")
         else:
             return None

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from .assets import cache_dir
-from .errors import DivsftError
+from .errors import DivsftError, reason
 
 LLM_CACHE = "llm_cache.sqlite"
 
@@ -46,11 +46,31 @@ class OpenAIChat:
             self._client = OpenAI(base_url=self.base_url, api_key=key, timeout=self.timeout, max_retries=2)
         return self._client
 
+    @property
+    def where(self) -> str:
+        return f"{self.base_url or 'the OpenAI API'} (model {self.model})"
+
     def complete(self, messages: list[dict], temperature: float = 0.0, max_tokens: int = 256) -> str:
-        reply = self.client.chat.completions.create(
-            model=self.model, messages=messages, temperature=temperature, max_tokens=max_tokens,
-        )
-        return reply.choices[0].message.content or ""
+        """The reply's text; an endpoint that is down, refuses the key or answers no completion is one line."""
+        import openai
+
+        try:
+            reply = self.client.chat.completions.create(
+                model=self.model, messages=messages, temperature=temperature, max_tokens=max_tokens,
+            )
+            content = reply.choices[0].message.content
+        except openai.APIError as err:
+            raise DivsftError(f"{self.where}: the chat request failed ({reason(err)})") from None
+        except (AttributeError, IndexError, KeyError, TypeError) as err:  # e.g. an HTML page instead of JSON
+            raise DivsftError(f"{self.where}: the answer is not an OpenAI chat completion ({reason(err)}); "
+                              "give the server's OpenAI-compatible base URL (often ending in /v1)") from None
+        if content is not None and not isinstance(content, str):
+            raise DivsftError(f"{self.where}: the completion's content is not text")
+        return content or ""
+
+    def check(self) -> None:
+        """One tiny request, so a bad endpoint fails before any work rather than after it."""
+        self.complete([{"role": "user", "content": "Say OK."}], max_tokens=1)
 
     def describe(self) -> dict:
         return {"backend": self.backend, "model": self.model, "base_url": self.base_url}
@@ -68,6 +88,11 @@ class LocalChat:
         from .models import chat_generate
 
         return chat_generate(self.model, messages, sample=temperature > 0, max_new_tokens=max_tokens)
+
+    def check(self) -> None:
+        from .models import load_causal_lm
+
+        load_causal_lm(self.model)
 
     def describe(self) -> dict:
         return {"backend": self.backend, "model": self.model}

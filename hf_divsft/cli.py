@@ -1,223 +1,243 @@
-"""`divsft`: a thin typer wrapper; all the work lives in the library modules."""
+"""`divsft`: a thin typer wrapper. Each command's options are the fields of its config dataclass
+(`config.py`: type, default, bounds and help declared once); all the work lives in the library modules.
+
+Errors are handled once, in `OneLineErrors`: a bad flag, a bad file or an impossible request prints one
+line starting `error:` and exits with code 2.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
+import typing
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
-from .assets import DEFAULT_EVAL_SET, DEFAULT_POOL
+try:  # typer vendors click (as typer._click) since 0.2x; its parser raises these
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:  # pragma: no cover - older typer on the real click
+    from click.exceptions import ClickException, NoArgsIsHelpError
+
+from . import config as configs
 from .errors import DivsftError
 
+FLAGS: dict[tuple, str] = {}  # config field path -> its flag, for error messages
+
+
+class OneLineErrors(TyperGroup):
+    """The one CLI error handler: usage errors, DivsftError and OS errors become one `error:` line, exit 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as err:  # `divsft` or `divsft recipes` alone: the help, as asked
+            typer.echo(err.format_message())
+            code = 0
+        except ClickException as err:
+            code = _fail(_one_line(err.format_message()) + _help_hint(err))
+        except DivsftError as err:
+            code = _fail(_describe(err))
+        except OSError as err:  # a full disk or a vanished folder mid-way; the path says where
+            code = _fail(f"{err.filename or ''}: {err.strerror or err}".lstrip(": "))
+        except typer.Abort:
+            code = _fail("aborted")
+        code = code if isinstance(code, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def _fail(message: str) -> int:
+    typer.echo(f"error: {message}", err=True)
+    return 2
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _help_hint(err: ClickException) -> str:
+    ctx = getattr(err, "ctx", None)
+    return f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+
+
+def _describe(err: DivsftError) -> str:
+    if isinstance(err, configs.ConfigError):
+        flag = FLAGS.get(err.loc, "--" + str(err.loc[-1]).replace("_", "-"))
+        if err.value is None and "required" in err.reason.lower():
+            return f"{flag} is required"
+        shown = ",".join(map(str, err.value)) if isinstance(err.value, (list, tuple)) else err.value
+        return _one_line(f"{flag} {shown}: {err.reason}")
+    return _one_line(str(err))
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     help="Diversity-controlled SFT subsets after 'From Macro to Micro' (AAAI 2026).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # help texts are plain: `{a,b}` and `[default: x]` stay as written
 )
 
 
-@app.callback()
-def divsft() -> None:
-    """Diversity-controlled SFT subsets after 'From Macro to Micro' (AAAI 2026)."""
+# -- options from config dataclasses ----------------------------------------------------------------------
+def _cli_type(annotation) -> type:
+    """bool and numbers keep their type (typer parses them); everything else is text that pydantic checks."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    base = annotation if not args or typing.get_origin(annotation) is Annotated else args[0]
+    if typing.get_origin(base) is Annotated:
+        base = typing.get_args(base)[0]
+    return base if base in (bool, int, float) else str
 
 
-# Options shared by several commands, declared once.
-Split = Annotated[str, typer.Option(help="Pool split (default train)")]
-InstructionColumn = Annotated[str, typer.Option(help="Pool column holding the instruction")]
-ResponseColumn = Annotated[str, typer.Option(help="Pool column holding the response")]
-InputColumn = Annotated[str, typer.Option(help="Optional column appended to the instruction")]
-MessagesColumn = Annotated[str, typer.Option(help="Chat column used when there is no instruction/response")]
-IdColumn = Annotated[str, typer.Option(help="Column of unique row ids (generated if absent)")]
-Tokenizer = Annotated[str, typer.Option(help="smollm2 (bundled GGUF), whitespace, or a path / Hub id")]
-Embedder = Annotated[str, typer.Option(help="minilm-static (fast), minilm, or a sentence-transformers path")]
-Seed = Annotated[int, typer.Option(help="Random seed (default 0)")]
-NumProc = Annotated[int, typer.Option(help="Processes for datasets.map")]
+def _shown_default(info) -> str | None:
+    value = None if info.is_required() else info.get_default(call_default_factory=True)
+    if value is None or isinstance(value, bool):
+        return {True: "on", False: "off"}.get(value)
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
-def _column_flags(**names: str | None) -> dict[str, str]:
-    """The `--*-column` flags that were given, as PoolColumns fields."""
-    return {key: value for key, value in names.items() if value is not None}
+def _fields(cls, prefix: tuple = (), pattern: str = "{}"):
+    """(path, parameter name, flag, type, help, shown default) of each field, nested configs flattened."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    for name, info in cls.__pydantic_fields__.items():
+        nested = configs.nested_configs(cls).get(name)
+        if nested:
+            yield from _fields(nested, (*prefix, name), (info.json_schema_extra or {}).get("flag", "{}"))
+            continue
+        flag = pattern.format(name).replace("_", "-")
+        yield (*prefix, name), flag.replace("-", "_"), f"--{flag}", _cli_type(hints[name]), info.description, \
+            _shown_default(info)
 
 
-def _int_list(text: str, flag: str) -> list[int]:
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise DivsftError(f"{flag} {text}: give whole numbers separated by commas, e.g. 0,50,100") from None
+def command_from(*classes, arguments: tuple[str, ...] = (), required: tuple[str, ...] = (), yaml: bool = False,
+                 name: str | None = None, group: typer.Typer = app):
+    """Register `run(*config_objects)` as a command whose options are the fields of `classes`.
+
+    Option defaults are None so that only given flags reach the config (and override a `--config` YAML);
+    help shows each field's own default.
+    """
+    def register(run):
+        parameters, paths = [], {}
+        for cls in classes:
+            for path, param, flag, kind, text, default in _fields(cls):
+                if param in paths:  # the same knob in two configs (e.g. seed): one flag fills both
+                    paths[param].append((cls, path))
+                    continue
+                paths[param] = [(cls, path)]
+                FLAGS[path] = flag
+                if param in arguments:
+                    many = typing.get_origin(typing.get_type_hints(cls)[path[-1]]) is list
+                    info = typer.Argument(help=text, show_default=False)
+                    annotation = Annotated[list[str] if many else str, info]
+                    default = inspect.Parameter.empty
+                else:
+                    decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
+                    shown = f"{text} [default: {default}]" if default else text
+                    info = typer.Option(*decls, help=shown, show_default=False)
+                    annotation = Annotated[kind | None, info]
+                    default = ... if param in required else None
+                parameters.append(inspect.Parameter(param, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                                    annotation=annotation))
+        if yaml:
+            info = typer.Option("--config", help="YAML file with any of these options; flags override it")
+            parameters.append(inspect.Parameter("config_file", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                                annotation=Annotated[Path | None, info]))
+
+        @functools.wraps(run)
+        def command(**given):
+            config_file = given.pop("config_file", None)
+            made = [_make(cls, {param: value for param, value in given.items() if value is not None},
+                          paths, config_file) for cls in classes]
+            return run(*made)
+
+        command.__signature__ = inspect.Signature(parameters)
+        command.__annotations__ = {p.name: p.annotation for p in parameters}
+        group.command(name=name)(command)
+        return run
+
+    return register
 
 
-def _int_pair(text: str, flag: str) -> tuple[int, int]:
-    values = _int_list(text, flag)
-    if len(values) != 2:
-        raise DivsftError(f"{flag} {text}: give two whole numbers, MIN,MAX")
-    return values[0], values[1]
+def _make(cls, given: dict, paths: dict, config_file: Path | None):
+    values: dict[str, Any] = {}
+    for param, value in given.items():
+        for owner, path in paths[param]:
+            if owner is cls:
+                target = values
+                for part in path[:-1]:
+                    target = target.setdefault(part, {})
+                target[path[-1]] = value
+    if config_file:
+        return configs.from_yaml(cls, config_file, **values)
+    for name, kind in configs.nested_configs(cls).items():
+        if name in values:
+            values[name] = kind(**values[name])
+    return cls(**values)
 
 
-def _fail(err: DivsftError) -> None:
-    typer.echo(f"error: {err}", err=True)
-    raise typer.Exit(2)
-
-
-@app.command()
-def build(
-    pool: Annotated[str, typer.Option(help="Hub id, Hub-layout folder, saved dataset, or .jsonl/.json/.parquet")] = None,
-    strategy: Annotated[str, typer.Option(help="{instruction,response}-{macro,meso,micro}")] = None,
-    out: Annotated[Path, typer.Option(help="Output folder: one saved dataset per level + manifest.json")] = None,
-    levels: Annotated[str, typer.Option(help="Diversity levels in percent (default 0,17,33,50,67,83,100)")] = None,
-    size: Annotated[int, typer.Option(help="Samples per subset (N) (default 10000)")] = None,
-    seed: Seed = None,
-    split: Split = None,
-    instruction_column: InstructionColumn = None,
-    response_column: ResponseColumn = None,
-    input_column: InputColumn = None,
-    messages_column: MessagesColumn = None,
-    id_column: IdColumn = None,
-    tokenizer: Tokenizer = None,
-    band: Annotated[str, typer.Option(help="Mid-frequency band LOW,HIGH: LOW < count <= HIGH (default 10,500)")] = None,
-    band_scale: Annotated[bool, typer.Option(help="Scale the band from the paper's 117K pool to this pool")] = None,
-    frequency: Annotated[str, typer.Option(help="Count token 'occurrences' or 'samples' holding the token")] = None,
-    embedder: Embedder = None,
-    min_cluster_size: Annotated[int, typer.Option(help="macro: HDBSCAN min_cluster_size (default 30)")] = None,
-    umap_epochs: Annotated[int, typer.Option(help="macro: UMAP epochs (default 50; 0 = UMAP's own, full fidelity)")] = None,
-    noise: Annotated[str, typer.Option(help="macro: HDBSCAN outliers 'drop' (no type) or one 'type'")] = None,
-    tagger: Annotated[str, typer.Option(help="meso: spacy (offline), openai (any compatible endpoint) or transformers")] = None,
-    tagger_model: Annotated[str, typer.Option(help="meso: model name for --tagger openai/transformers")] = None,
-    base_url: Annotated[str, typer.Option(help="meso: OpenAI-compatible base URL; key from OPENAI_API_KEY")] = None,
-    tag_alpha: Annotated[int, typer.Option(help="meso: drop tags seen in fewer samples (default 20)")] = None,
-    tag_similarity: Annotated[float, typer.Option(help="meso: cosine similarity that merges tags (default 0.85)")] = None,
-    tag_association: Annotated[float, typer.Option(help="meso: co-occurrence confidence that merges tags (default 0.95)")] = None,
-    response_tokens: Annotated[str, typer.Option(help="Keep only responses with MIN,MAX tokens (length ablation)")] = None,
-    metrics: Annotated[bool, typer.Option(help="Measure the six metrics of every level into the manifest")] = None,
-    num_proc: NumProc = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists")] = None,
-    config: Annotated[Path, typer.Option(help="YAML file with any of these options; flags override it")] = None,
-) -> None:
+# -- commands ---------------------------------------------------------------------------------------------
+@command_from(configs.BuildConfig, yaml=True)
+def build(config: configs.BuildConfig) -> None:
     """Build diversity-controlled subsets of one strategy at several diversity levels."""
-    from .build import BuildConfig
-    from .build import build as run_build
+    from .pipeline import build as run_build
 
-    flags = dict(
-        pool=pool, strategy=strategy, out=str(out) if out else None, size=size, seed=seed, split=split,
-        tokenizer=tokenizer, band_scale=band_scale, frequency=frequency, metrics=metrics, num_proc=num_proc,
-        overwrite=overwrite,
-        embedder=embedder, min_cluster_size=min_cluster_size, umap_epochs=umap_epochs, noise=noise, tagger=tagger, tagger_model=tagger_model,
-        base_url=base_url, tag_alpha=tag_alpha, tag_similarity=tag_similarity, tag_association=tag_association,
-    )
-    try:
-        flags["levels"] = _int_list(levels, "--levels") if levels else None
-        flags["band"] = _int_pair(band, "--band") if band else None
-        flags["response_tokens"] = _int_pair(response_tokens, "--response-tokens") if response_tokens else None
-        flags = {key: value for key, value in flags.items() if value is not None}
-        columns = _column_flags(
-            instruction=instruction_column, response=response_column, input=input_column,
-            messages=messages_column, id=id_column,
-        )
-        if config:
-            cfg = BuildConfig.from_yaml(config, **flags)
-            for key, value in columns.items():
-                setattr(cfg.columns, key, value)
-        else:
-            missing = [f"--{name}" for name in ("pool", "strategy", "out") if name not in flags]
-            if missing:
-                raise DivsftError(f"missing {', '.join(missing)} (or give them in --config FILE)")
-            from .data import PoolColumns
-
-            cfg = BuildConfig(**flags, columns=PoolColumns(**columns))
-        manifest = run_build(cfg)
-    except DivsftError as err:
-        _fail(err)
+    manifest = run_build(config)
+    if config.dry_run:
+        _print_plan(manifest)
+        return
     for entry in manifest["levels"]:
-        typer.echo(
-            f"{entry['config']}: k={entry['k']} rows={entry['num_rows']} types_covered={entry['types_covered']} "
-            f"type_entropy={entry['type_entropy']:.3f}"
-        )
-    typer.echo(f"wrote {cfg.out}/manifest.json")
+        typer.echo(f"{entry['config']}: k={entry['k']} rows={entry['num_rows']} "
+                   f"types_covered={entry['types_covered']} type_entropy={entry['type_entropy']:.3f}")
+    typer.echo(f"wrote {config.out}/manifest.json")
 
 
-@app.command()
-def measure(
-    dataset: Annotated[str, typer.Argument(help="Build folder (every level), saved dataset, Hub id, or data file")],
-    out: Annotated[Path, typer.Option(help="Where to write the metrics report (JSON)")],
-    split: Split = "train",
-    instruction_column: InstructionColumn = None,
-    response_column: ResponseColumn = None,
-    input_column: InputColumn = None,
-    messages_column: MessagesColumn = None,
-    id_column: IdColumn = None,
-    tokenizer: Tokenizer = "smollm2",
-    embedder: Embedder = "minilm-static",
-    components: Annotated[str, typer.Option(help="Components to measure")] = "instruction,response",
-    max_n: Annotated[int, typer.Option(help="Largest n for the n-gram ratio and Self-BLEU")] = 4,
-    self_bleu_sample: Annotated[int, typer.Option(help="Self-BLEU on a seeded sample of this many texts above it; 0 = all")] = 20_000,
-    seed: Seed = 0,
-    num_proc: NumProc = None,
-) -> None:
+def _print_plan(plan: dict) -> None:
+    typer.echo(f"dry run: {plan['pool']}: {plan['rows']:,} rows (of {plan['source_rows']:,})")
+    for component, counts in plan["components"].items():
+        typer.echo(f"  {component}: {counts['turns']:,} turns, about {counts['tokens_estimate']:,} tokens "
+                   f"(from {plan['tokens_estimated_from']:,} sampled rows)")
+    for reason, entry in plan["skipped"]["reasons"].items():
+        typer.echo(f"  skipped: {entry['rows']:,} rows with {reason} (e.g. {', '.join(entry['first_ids'])})")
+    typer.echo("steps:")
+    for number, step in enumerate(plan["steps"], start=1):
+        typer.echo(f"  {number}. {step}")
+    typer.echo("nothing was written")
+
+
+@command_from(configs.MeasureConfig, arguments=("source",), required=("out",))
+def measure(config: configs.MeasureConfig) -> None:
     """The six diversity metrics (n-gram ratio, embedding distance, length, compression, Self-BLEU, entropy)."""
-    from .artifacts import write_json
-    from .data import PoolColumns
-    from .measure import MeasureConfig
     from .measure import measure as run_measure
 
-    try:
-        config = MeasureConfig(
-            tokenizer=tokenizer, embedder=embedder, components=[c.strip() for c in components.split(",") if c.strip()],
-            max_n=max_n, self_bleu_sample=self_bleu_sample or None, seed=seed, num_proc=num_proc,
-        )
-        columns = _column_flags(
-            instruction=instruction_column, response=response_column, input=input_column,
-            messages=messages_column, id=id_column,
-        )
-        report = run_measure(dataset, config, PoolColumns(**columns), split)
-        write_json(out, report)
-    except DivsftError as err:
-        _fail(err)
-    for entry in report.get("levels") or [{"config": dataset, "metrics": report["metrics"]}]:
+    report = run_measure(config)
+    for entry in report.get("levels") or [{"config": config.source, "metrics": report["metrics"]}]:
         for component, metrics in entry["metrics"].items():
             values = " ".join(f"{name}={_short(metric['value'])}" for name, metric in metrics.items())
             typer.echo(f"{entry['config']} {component}: {values}")
-    typer.echo(f"wrote {out}")
+    typer.echo(f"wrote {config.out}")
 
 
-@app.command()
-def plot(
-    sources: Annotated[list[str], typer.Argument(help="Build folders or `divsft measure` reports of build folders")],
-    out: Annotated[Path, typer.Option(help="PNG file to write")],
-) -> None:
+@command_from(configs.PlotConfig, arguments=("sources",), required=("out",))
+def plot(config: configs.PlotConfig) -> None:
     """Plot each metric against diversity level, one line per strategy."""
     from .plots import plot_metrics
 
-    try:
-        plot_metrics(sources, out)
-    except DivsftError as err:
-        _fail(err)
-    typer.echo(f"wrote {out}")
+    typer.echo(f"wrote {plot_metrics(config)}")
 
 
-@app.command()
-def publish(
-    builds: Annotated[list[Path], typer.Argument(help="Build folders (the --out of `divsft build`), one per strategy")],
-    repo: Annotated[str, typer.Option(help="Hub dataset repo ORG/NAME")],
-    version: Annotated[str, typer.Option(help="Release version X.Y.Z, tagged vX.Y.Z; never republished")],
-    hub_dir: Annotated[Path, typer.Option(help="A bare local git repo standing for the Hub repo (created if missing)")] = None,
-    dry_run: Annotated[bool, typer.Option(help="List what would be committed and tagged; change nothing")] = False,
-    license: Annotated[str, typer.Option(help="Card license (default: the pool card's, else 'other')")] = None,
-    private: Annotated[bool, typer.Option(help="Create the Hub repo private")] = False,
-) -> None:
+@command_from(configs.PublishConfig, arguments=("builds",))
+def publish(config: configs.PublishConfig) -> None:
     """Publish build folders as one versioned Hub dataset repo: a config per subset, a card, a tag."""
-    from .publish import PublishConfig
     from .publish import publish as run_publish
 
-    try:
-        result = run_publish(PublishConfig(
-            builds=[str(b) for b in builds], repo=repo, version=version, hub_dir=str(hub_dir) if hub_dir else None,
-            dry_run=dry_run, license=license, private=private,
-        ))
-    except DivsftError as err:
-        _fail(err)
-    if dry_run:
+    result = run_publish(config)
+    if config.dry_run:
         typer.echo(f"dry run: would commit to {result.destination}:")
         for line in result.plan:
             typer.echo(f"  {line}")
@@ -226,80 +246,59 @@ def publish(
                f"(commit {result.commit[:12]}, license {result.license})")
 
 
-@app.command(name="eval")
-def eval_(
-    out: Annotated[Path, typer.Option(help="Output folder: generations.jsonl, judgments.jsonl, summary.json")],
-    model: Annotated[str, typer.Option(help="smollm2 (bundled), a model folder or a Hub id")] = "smollm2",
-    adapter: Annotated[str, typer.Option(help="A LoRA adapter folder (from divsft train) on top of --model")] = None,
-    eval_set: Annotated[str, typer.Option(help="Hub-layout eval set with alpaca_eval and arena_hard configs")] = DEFAULT_EVAL_SET,
-    configs: Annotated[str, typer.Option(help="Eval configs, comma-separated")] = "alpaca_eval,arena_hard",
-    judge: Annotated[str, typer.Option(help="reference-nll (offline proxy) or pairwise (an LLM judge)")] = "reference-nll",
-    judge_model: Annotated[str, typer.Option(help="pairwise: the judge model (server name, or a local model)")] = None,
-    judge_base_url: Annotated[str, typer.Option(help="pairwise: OpenAI-compatible base URL; key from JUDGE_API_KEY")] = None,
-    judge_max_tokens: Annotated[int, typer.Option(help="pairwise: longest judge reply")] = 512,
-    judge_retries: Annotated[int, typer.Option(help="pairwise: asks again when a reply has no verdict")] = 1,
-    judge_cache: Annotated[str, typer.Option(help="pairwise: SQLite file of judge replies (default: the hf-divsft cache)")] = None,
-    limit: Annotated[int, typer.Option(help="A seeded sample of this many prompts, spread over the configs")] = None,
-    seed: Seed = 0,
-    max_new_tokens: Annotated[int, typer.Option(help="Longest generated answer")] = 512,
-    batch_size: Annotated[int, typer.Option(help="Prompts generated together")] = 8,
-    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists")] = False,
-) -> None:
+@command_from(configs.EvalConfig, name="eval")
+def eval_(config: configs.EvalConfig) -> None:
     """Generate answers to the eval prompts and judge them (pairwise LLM judge or the reference-NLL proxy)."""
-    from .evaluation import EvalConfig, evaluate_model
+    from .evaluation.run import evaluate_model
 
-    try:
-        summary = evaluate_model(EvalConfig(
-            out=str(out), model=model, adapter=adapter, eval_set=eval_set, configs=configs.split(","), judge=judge,
-            judge_model=judge_model, judge_base_url=judge_base_url, judge_max_tokens=judge_max_tokens, judge_retries=judge_retries, judge_cache=judge_cache, limit=limit,
-            seed=seed, max_new_tokens=max_new_tokens, batch_size=batch_size, overwrite=overwrite,
-        ))
-    except DivsftError as err:
-        _fail(err)
+    summary = evaluate_model(config)
     ci = summary["ci95"]
     interval = f" (95% CI {ci[0]:.3f}..{ci[1]:.3f})" if ci else ""
     typer.echo(f"{summary['judge']['judge']}: score {_short(summary['score'])}{interval} on {summary['n']} prompts")
-    typer.echo(f"wrote {out}/summary.json")
+    typer.echo(f"wrote {config.out}/summary.json")
 
 
-@app.command()
-def analyze(
-    runs: Annotated[list[str], typer.Argument(help="`divsft eval` output folders of models trained on subsets")],
-    out: Annotated[Path, typer.Option(help="Output folder: analysis.json, results.md and two PNG plots")],
-    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists")] = False,
-) -> None:
+@command_from(configs.AnalyzeConfig, arguments=("runs",))
+def analyze(config: configs.AnalyzeConfig) -> None:
     """Slopes of score against diversity per strategy, metric correlations, and the paper's two plots."""
     from .analysis import analyze as run_analyze
 
-    try:
-        report = run_analyze(runs, str(out), overwrite)
-    except DivsftError as err:
-        _fail(err)
+    report = run_analyze(config)
     for strategy, fit in report["slopes"].items():
         typer.echo(f"{strategy}: slope {fit['slope_x1e-2']:.3f} ± {fit['sd_x1e-2']:.3f} (x1e-2) over {fit['n']} runs")
-    typer.echo(f"wrote {out}/results.md")
+    typer.echo(f"wrote {config.out}/results.md")
 
 
-@app.command("demo-results")
-def demo_results(
-    out: Annotated[Path, typer.Option(help="Output folder (builds/, models/, runs/, analysis/)")] = Path("demo-results"),
-    pool: Annotated[str, typer.Option(help="The pool to sample")] = DEFAULT_POOL,
-    eval_set: Annotated[str, typer.Option(help="The eval set (Hub layout)")] = DEFAULT_EVAL_SET,
-    prompts: Annotated[int, typer.Option(help="Eval prompts per model")] = 4,
-    train_steps: Annotated[int, typer.Option(help="LoRA steps per subset")] = 3,
-    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists")] = False,
-) -> None:
+@command_from(configs.DemoConfig, name="demo-results")
+def demo_results(config: configs.DemoConfig) -> None:
     """A small real results folder for the Space: builds, LoRA models and evals on a CPU (about 3 minutes)."""
-    from .demo import DemoConfig
     from .demo import demo_results as make_demo
 
-    try:
-        report = make_demo(DemoConfig(out=str(out), pool=pool, eval_set=eval_set, prompts=prompts, train_steps=train_steps,
-                                      overwrite=overwrite))
-    except DivsftError as err:
-        _fail(err)
-    typer.echo(f"wrote {out}: {len(report['runs'])} runs placed in their subsets. Show them with:\n"
-               f"  python spaces/divsft-explorer/app.py --results {out}")
+    report = make_demo(config)
+    typer.echo(f"wrote {config.out}: {len(report['runs'])} runs placed in their subsets. Show them with:\n"
+               f"  python spaces/divsft-explorer/app.py --results {config.out}")
+
+
+recipes = typer.Typer(help="The training recipes shipped with hf-divsft (accelerate configs and per-model YAML).",
+                      no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(recipes, name="recipes")
+
+
+@recipes.command("list")
+def recipes_list() -> None:
+    """Every shipped recipe, as a path inside a copy of the recipes."""
+    from .assets import recipe_files
+
+    for path in recipe_files():
+        typer.echo(path)
+
+
+@command_from(configs.RecipesCopyConfig, arguments=("dest",), name="copy", group=recipes)
+def recipes_copy(config: configs.RecipesCopyConfig) -> None:
+    """Copy the recipes into DEST, to edit and run with `accelerate launch -m hf_divsft.train`."""
+    from .assets import copy_recipes
+
+    typer.echo(f"copied {len(copy_recipes(config))} recipe files to {config.dest}")
 
 
 @app.command(

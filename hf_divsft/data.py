@@ -2,70 +2,195 @@
 
 Accepted sources: a Hub dataset id, a local Hub-layout folder (README + data files), a folder written by
 `Dataset.save_to_disk`, or `.jsonl` / `.json` / `.parquet` files. Columns are `instruction` + `response`
-(an `input` column is appended to the instruction) or a chat `messages` column. Every other pool column
-is kept, so subsets carry whatever metadata the pool had.
+(an `input` column is appended to the instruction), or a conversation column (OpenAI `messages` or ShareGPT
+`conversations`, any number of turns; see `conversations.py`). Every other pool column is kept, so subsets
+carry whatever metadata the pool had. `read_dataset` is the one way any dataset (pool, eval set, subset)
+is read from a path or the Hub.
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from datasets import Dataset, DatasetDict, Value, load_dataset, load_from_disk
 
+from .arrays import text_blocks
+from .columns import map_batches
+from .config import PoolColumns
+from .conversations import PROBLEM, ConversationComponents, chat_format
 from .errors import DivsftError, reason
+from .hub import repo_id_problem
+from .strategies import COMPONENTS
 
 SPECIAL_TOKEN = re.compile(r"<\|[^|>]{1,40}\|>")  # e.g. the `<|endoftext|>` some sources leave in text
 DATA_FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
-TEXT_COLUMNS = ("instruction", "response")
+NEWLINE = b"\n"
+QUIET_BELOW = 64 * 2**20  # bytes: below this a read is fast enough to need no progress bar
 
 
 @dataclass
-class PoolColumns:
-    """Which pool columns hold each field; the CLI's `--*-column` flags set these."""
+class Pool:
+    """A normalised pool: `rows` has `id`, `instruction`, `response` and every column of the source."""
 
-    instruction: str = "instruction"
-    response: str = "response"
-    input: str = "input"
-    messages: str = "messages"
-    id: str = "id"
+    rows: Dataset
+    source_rows: int  # rows in the source, skipped ones included
+    chat_column: str | None  # the conversation column of a chat pool
+    skipped: dict  # {"rows": n, "reasons": {reason: {"rows": n, "first_ids": [...]}}}
 
 
-def load_pool(source: str, columns: PoolColumns | None = None, split: str = "train") -> Dataset:
-    """Read `source` and return a dataset with string columns `id`, `instruction`, `response`."""
+def read_pool(source: str, columns: PoolColumns | None = None, split: str = "train",
+              skip_invalid: bool = False) -> Pool:
+    """Read and normalise `source`; a row that is not a usable sample is refused, or skipped and counted."""
     columns = columns or PoolColumns()
-    raw = _read(str(source), split)
+    raw = read_dataset(str(source), split)
     if raw.num_rows == 0:
         raise DivsftError(f"{source}: the pool has no rows")
-    return _normalise(raw, columns, label=str(source))
+    with quiet_if_small(str(source)):  # a small pool's normalising maps take no time: no bars before an error
+        rows, chat_column = _components(raw, columns, label=str(source))
+        rows = _ensure_ids(rows, columns.id, label=str(source))
+        rows, skipped = _drop_problems(rows, chat_column, str(source), skip_invalid)
+    return Pool(rows, raw.num_rows, chat_column, skipped)
 
 
-def _read(source: str, split: str) -> Dataset:
-    path = Path(source)
+def load_pool(source: str, columns: PoolColumns | None = None, split: str = "train",
+              skip_invalid: bool = False) -> Dataset:
+    """Read `source` and return a dataset with string columns `id`, `instruction`, `response`."""
+    return read_pool(source, columns, split, skip_invalid).rows
+
+
+def local_or_hub(source: str) -> Path | None:
+    """The local path `source` names, or None for a Hub id; one line if it is neither.
+
+    A source is local when it exists, or looks like a path (starts with `.`, `/` or `~`, has a data-file
+    suffix, or sits in a folder that exists here); only a valid `owner/name` that is none of these goes to
+    the Hub, so a mistyped path fails at once instead of after the Hub's timeouts.
+    """
+    path = Path(source).expanduser()
+    if path.exists():
+        return path
+    looks_local = (source.startswith((".", "/", "~")) or path.suffix.lower() in DATA_FILE_BUILDERS
+                   or (path.parent != Path(".") and path.parent.exists()))
+    if looks_local or repo_id_problem(source):
+        raise DivsftError(f"{source}: no such file or folder")
+    return None
+
+
+def read_dataset(source: str, split: str = "train", config: str | None = None) -> Dataset:
+    """One split of a data file, a saved dataset, a Hub-layout folder or a Hub id, UTF-8 checked.
+
+    `datasets` logs a failed read at length and draws a progress bar while it converts; both are silenced for
+    small local inputs, so a bad file is one line, and kept for big ones, where the bar earns its place.
+    """
+    path = local_or_hub(source)
     try:
-        if path.is_file():
-            builder = DATA_FILE_BUILDERS.get(path.suffix.lower())
-            if builder is None:
-                raise DivsftError(f"{source}: unsupported file type; use .jsonl, .json or .parquet")
-            if _is_blank(path):
-                raise DivsftError(f"{source}: the pool has no rows")
-            return load_dataset(builder, data_files=str(path), split="train")
-        if path.is_dir():
-            if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
-                saved = load_from_disk(str(path))
-                return saved[split] if isinstance(saved, DatasetDict) else saved
-            return load_dataset(str(path), split=split)
-        if source.startswith((".", "/", "~")) or Path(source).suffix.lower() in DATA_FILE_BUILDERS:
-            raise DivsftError(f"{source}: no such file or folder")
-        return load_dataset(source, split=split)
+        with quiet_if_small(source):
+            ds = _load(source, path, split, config)
     except DivsftError:
         raise
     except Exception as err:  # datasets raises many types; the user needs the file and the reason
-        raise DivsftError(f"{source}: cannot be read as a dataset ({reason(err)})") from err
+        bad_json = _json_problem(path) if path is not None and path.suffix.lower() in (".json", ".jsonl") else None
+        if bad_json:
+            raise DivsftError(f"{source}: {bad_json}") from err
+        raise DivsftError(f"{source}: cannot be read as a dataset ({reason(_root_cause(err))})") from err
+    _check_utf8(ds, source)
+    return ds
+
+
+def _json_problem(path: Path) -> str | None:
+    """Where a JSON (Lines) file stops being valid JSON, as Python's own parser sees it: `line N: ...`."""
+    with path.open("rb") as handle:
+        whole = path.suffix.lower() == ".json" and handle.read(64).lstrip()[:1] == b"["
+        handle.seek(0)
+        for number, line in enumerate([handle.read()] if whole else handle, start=1):
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                return f"line {number + line[: err.start].count(NEWLINE)}: not UTF-8 text; re-encode the file as UTF-8"
+            try:
+                if text.strip():
+                    json.loads(text)
+            except json.JSONDecodeError as err:
+                return f"line {err.lineno if whole else number}: not valid JSON ({err.msg}); fix or drop that line"
+    return None
+
+
+def _load(source: str, path: Path | None, split: str, config: str | None) -> Dataset:
+    if path is not None and path.is_file():
+        builder = DATA_FILE_BUILDERS.get(path.suffix.lower())
+        if builder is None:
+            raise DivsftError(f"{source}: unsupported file type; use .jsonl, .json or .parquet")
+        if _is_blank(path) or (builder == "parquet" and pq.read_metadata(path).num_rows == 0):
+            raise DivsftError(f"{source}: the pool has no rows")
+        if builder == "json":
+            _check_utf8_bytes(path, source)  # a JSON reader may quietly replace bad bytes
+        return load_dataset(builder, data_files=str(path), split="train")
+    if path is not None and ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
+        saved = load_from_disk(str(path))
+        if isinstance(saved, DatasetDict):
+            if split not in saved:
+                raise DivsftError(f"{source}: no split {split!r}; choose one of {', '.join(saved)} with --split")
+            return saved[split]
+        return saved
+    return load_dataset(str(path) if path else source, config, split=split)
+
+
+@contextlib.contextmanager
+def quiet_if_small(source: str):
+    """Silence `datasets`' logs and progress bars while it reads or maps a local input of a few MB."""
+    path = Path(source).expanduser()
+    if not path.exists() or _size(path) >= QUIET_BELOW:
+        yield
+        return
+    from datasets.utils import logging as datasets_logging
+
+    level, bars = datasets_logging.get_verbosity(), datasets_logging.is_progress_bar_enabled()
+    datasets_logging.set_verbosity(datasets_logging.CRITICAL)  # it logs a failed parse as an error first
+    datasets_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        datasets_logging.set_verbosity(level)
+        if bars:
+            datasets_logging.enable_progress_bar()
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    """`datasets` wraps a parser's error ("JSON parse error ... in row 1") in a generic one, sometimes after a
+    fallback parser failed too: Arrow's own error names the row, so prefer it, else the innermost."""
+    chain = [err]
+    while (chain[-1].__cause__ or chain[-1].__context__) is not None and len(chain) < 20:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)
+    return next((e for e in chain if isinstance(e, pa.ArrowInvalid)), chain[-1])
+
+
+def _check_utf8_bytes(path: Path, label: str) -> None:
+    decoder, lines = codecs.getincrementaldecoder("utf-8")(), 1
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as err:
+                lines += block[: err.start].count(NEWLINE)
+                raise DivsftError(f"{label}: line {lines}: not UTF-8 text; re-encode the file as UTF-8") from None
+            lines += block.count(NEWLINE)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise DivsftError(f"{label}: line {lines}: not UTF-8 text (it ends mid-character)") from None
 
 
 def _is_blank(path: Path) -> bool:
@@ -73,22 +198,49 @@ def _is_blank(path: Path) -> bool:
         return not any(chunk.strip() for chunk in iter(lambda: handle.read(1 << 16), b""))
 
 
-def _normalise(ds: Dataset, columns: PoolColumns, label: str) -> Dataset:
+def _check_utf8(ds: Dataset, label: str) -> None:
+    """Arrow's JSON reader keeps invalid UTF-8 bytes; name the first bad row before anything reads them."""
+    for name, field in zip(ds.column_names, ds.features.arrow_schema):
+        if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            continue
+        offset = 0
+        for chunk in arrow_column(ds, name).chunks:
+            try:
+                chunk.validate(full=True)
+            except pa.ArrowInvalid:
+                row = offset + _first_invalid_utf8(chunk)
+                raise DivsftError(f"{label}: row {row}: field '{name}' is not valid UTF-8 text; "
+                                  "re-encode the file as UTF-8") from None
+            offset += len(chunk)
+
+
+def _first_invalid_utf8(chunk: pa.Array) -> int:
+    for index, value in enumerate(chunk.cast(pa.binary()).to_pylist()):
+        try:
+            value is None or value.decode("utf-8")
+        except UnicodeDecodeError:
+            return index
+    return 0
+
+
+def _components(ds: Dataset, columns: PoolColumns, label: str) -> tuple[Dataset, str | None]:
+    """The pool with `instruction` and `response` columns, and its conversation column if it is a chat pool."""
     names = set(ds.column_names)
-    if columns.instruction not in names and columns.response not in names and columns.messages in names:
-        ds = _from_messages(ds, columns.messages, label)
-    else:
-        ds = _rename_text_columns(ds, columns, label)
-        if columns.input in ds.column_names:
-            ds = _append_input(ds, columns.input, label)
-    for field in TEXT_COLUMNS:
-        _check_text_column(ds, field, label)
-    return _ensure_ids(ds, columns.id, label)
+    if columns.instruction not in names and columns.response not in names:
+        for column in (columns.messages, columns.conversations):
+            if column in names:
+                return _from_conversations(ds, column, label), column
+    ds = _rename_text_columns(ds, columns, label)
+    if columns.input in ds.column_names:
+        ds = _append_input(ds, columns.input, label)
+    for field in COMPONENTS:
+        _check_string_type(ds, field, label)
+    return ds, None
 
 
 def _rename_text_columns(ds: Dataset, columns: PoolColumns, label: str) -> Dataset:
     found = ", ".join(ds.column_names)
-    for field in TEXT_COLUMNS:
+    for field in COMPONENTS:
         source = getattr(columns, field)
         if source not in ds.column_names:
             raise DivsftError(
@@ -113,27 +265,19 @@ def _append_input(ds: Dataset, input_column: str, label: str) -> Dataset:
             ]
         }
 
-    return ds.map(join, batched=True, desc="Appending input to instruction")
+    return map_batches(ds, join, desc="Appending input to instruction")
 
 
-def _from_messages(ds: Dataset, messages_column: str, label: str) -> Dataset:
-    def first_turns(batch: dict, indices: list[int]) -> dict:
-        out = {"instruction": [], "response": []}
-        for index, messages in zip(indices, batch[messages_column]):
-            turns = {}
-            for message in messages or []:
-                if isinstance(message, dict) and isinstance(message.get("content"), str):
-                    turns.setdefault(message.get("role"), message["content"])
-            for role, field in (("user", "instruction"), ("assistant", "response")):
-                if role not in turns:
-                    raise DivsftError(
-                        f"{label}: row {index}: field '{messages_column}' has no {role} turn "
-                        "(expected a list of {'role', 'content'} with a user and an assistant turn)"
-                    )
-                out[field].append(turns[role])
-        return out
-
-    return ds.map(first_turns, batched=True, with_indices=True, desc="Reading chat messages")
+def _from_conversations(ds: Dataset, column: str, label: str) -> Dataset:
+    fmt = chat_format(ds.features.arrow_schema.field(column).type)
+    if fmt is None:
+        raise DivsftError(f"{label}: column '{column}' is not a list of turns with role/content (OpenAI "
+                          "messages) or from/value (ShareGPT); map the conversation column with --messages-column")
+    for name in ("instruction", "response"):
+        if name in ds.column_names:
+            raise DivsftError(f"{label}: both '{column}' and '{name}' exist; rename one of them")
+    typed = map_batches(ds.with_format("arrow"), ConversationComponents(column, fmt), desc="Reading conversations")
+    return typed.with_format(None)
 
 
 def _check_string_type(ds: Dataset, column: str, label: str) -> None:
@@ -142,13 +286,53 @@ def _check_string_type(ds: Dataset, column: str, label: str) -> None:
         raise DivsftError(f"{label}: column '{column}' holds {dtype}, not text; map a text column instead")
 
 
-def _check_text_column(ds: Dataset, column: str, label: str) -> None:
-    _check_string_type(ds, column, label)
-    values = arrow_column(ds, column)
-    empty = pc.or_kleene(pc.is_null(values), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0))
-    if pc.any(empty).as_py():
-        row = pc.index(empty, True).as_py()
-        raise DivsftError(f"{label}: row {row}: field '{column}' is empty; drop or fill such rows first")
+def _drop_problems(ds: Dataset, chat_column: str | None, label: str, skip: bool) -> tuple[Dataset, dict]:
+    """Refuse the first unusable row (naming its position, id and problem), or skip them all and count them."""
+    rows, reasons = _problems(ds, chat_column)
+    if PROBLEM in ds.column_names:
+        ds = ds.remove_columns(PROBLEM)
+    if not len(rows):
+        return ds, {"rows": 0, "reasons": {}}
+    ids = arrow_column(ds, "id").take(pa.array(rows))
+    if not skip:
+        raise DivsftError(f"{label}: row {rows[0]}: {reasons[0]} (id {ids[0].as_py()!r}); fix or drop the row, "
+                          "or pass --skip-invalid to skip such rows")
+    report: dict[str, dict] = {}
+    for row_id, why in zip(ids.to_pylist(), reasons):
+        entry = report.setdefault(why, {"rows": 0, "first_ids": []})
+        entry["rows"] += 1
+        if len(entry["first_ids"]) < 5:
+            entry["first_ids"].append(row_id)
+    keep = np.setdiff1d(np.arange(ds.num_rows), rows)
+    if not len(keep):
+        raise DivsftError(f"{label}: every row was skipped ({', '.join(report)}); nothing is left to select from")
+    return ds.select(keep), {"rows": len(rows), "reasons": report}
+
+
+def _problems(ds: Dataset, chat_column: str | None) -> tuple[np.ndarray, list[str]]:
+    """(sorted positions of unusable rows, why each is unusable), read a chunk at a time."""
+    found: dict[int, str] = {}
+    if PROBLEM in ds.column_names:
+        for row, why in _chunk_rows(arrow_column(ds, PROBLEM), lambda chunk: chunk.is_valid()):
+            found[row] = why
+    for field, role in (("instruction", "user"), ("response", "assistant")):
+        def empty(chunk):
+            return pc.or_kleene(pc.is_null(chunk), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(chunk)), 0))
+
+        for row, _ in _chunk_rows(arrow_column(ds, field), empty):
+            found.setdefault(row, f"its {role} turns are empty" if chat_column else f"field '{field}' is empty")
+    rows = np.array(sorted(found), dtype=np.int64)
+    return rows, [found[row] for row in rows.tolist()]
+
+
+def _chunk_rows(column: pa.ChunkedArray, flag):
+    """(position, value) of each row where `flag(chunk)` is true, a chunk at a time."""
+    offset = 0
+    for chunk in column.chunks:
+        hits = np.flatnonzero(np.asarray(flag(chunk).fill_null(False)))
+        for index in hits.tolist():
+            yield offset + index, chunk[index].as_py()
+        offset += len(chunk)
 
 
 def _ensure_ids(ds: Dataset, id_column: str, label: str) -> Dataset:
@@ -177,18 +361,12 @@ def _ensure_ids(ds: Dataset, id_column: str, label: str) -> Dataset:
 def pool_fingerprint(ds: Dataset) -> str:
     """Content hash of the normalised pool (ids and texts), the same on every machine."""
     digest = hashlib.sha256()
-    for column in ("id", *TEXT_COLUMNS):
-        for chunk in arrow_column(ds, column).chunks:
-            for text in chunk.to_pylist():
+    for column in ("id", *COMPONENTS):
+        for texts in text_blocks(arrow_column(ds, column)):
+            for text in texts:
                 digest.update(text.encode("utf-8"))
                 digest.update(b"\x00")
     return digest.hexdigest()
-
-
-def ids_sha256(ds: Dataset) -> str:
-    """The digest a manifest records for a subset: sha256 of its ids, one per line, in row order."""
-    ids = arrow_column(ds, "id").to_pylist()
-    return hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()
 
 
 def strip_special_tokens(text: str) -> str:

@@ -9,59 +9,57 @@ the commands run; only the sizes are small. Nothing in it is committed: it holds
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from .artifacts import check_free, write_json
-from .assets import DEFAULT_EVAL_SET, DEFAULT_POOL
+from .artifacts import check_output, write_json
+from .config import AnalyzeConfig, BuildConfig, DemoConfig, EvalConfig
 from .errors import DivsftError
 
-
-@dataclass
-class DemoConfig:
-    out: str
-    pool: str = DEFAULT_POOL
-    eval_set: str = DEFAULT_EVAL_SET
-    pool_rows: int = 1000
-    strategies: list[str] = field(default_factory=lambda: ["response-micro", "instruction-micro"])
-    levels: list[int] = field(default_factory=lambda: [0, 50, 100])
-    size: int = 32
-    train_steps: int = 3
-    prompts: int = 4
-    max_new_tokens: int = 40
-    seed: int = 0
-    overwrite: bool = False
-
-    def __post_init__(self):
-        if len(self.levels) < 2 or min(self.size, self.train_steps, self.prompts, self.pool_rows) < 1:
-            raise DivsftError("demo-results: give at least 2 levels and positive sizes, steps and prompts")
+DEMO = "demo.json"  # marks a folder this command wrote (the one thing `--overwrite` replaces)
+DEMO_WHAT = "an earlier `divsft demo-results` output"
 
 
 def demo_results(config: DemoConfig) -> dict:
     """Write the results folder; returns the analysis report."""
     from .analysis import analyze
+    from .evaluation.evalset import load_eval_set
 
+    check_output(config.out, overwrite=config.overwrite, owned=_is_demo, what=DEMO_WHAT,
+                 inputs=[config.pool, config.eval_set])
+    sample = _sample_pool(config)  # read both inputs before an earlier demo is replaced
+    if sample.num_rows < config.size:
+        raise DivsftError(f"--pool {config.pool}: {sample.num_rows} rows cannot fill subsets of --size {config.size}")
+    load_eval_set(config.eval_set, limit=config.prompts, seed=config.seed)
     out = Path(config.out).resolve()
     with _folder_in_place(out, config.overwrite):
-        pool = _sample_pool(config, out / "pool-sample.parquet")
+        pool = out / "pool-sample.parquet"
+        sample.to_parquet(str(pool))
+        # builds first: they take seconds, and a pool they cannot fill fails before any model is loaded
+        subsets = {strategy: _build(config, pool, strategy, out / "builds" / strategy)
+                   for strategy in config.STRATEGIES}
         runs = [_evaluate(config, out / "runs" / "base", adapter=None)]
-        for strategy in config.strategies:
-            build_folder = out / "builds" / strategy
-            for subset in _build(config, pool, strategy, build_folder):
-                adapter = _train(config, build_folder, subset, out / "models" / subset)
+        for strategy, names in subsets.items():
+            for subset in names:
+                adapter = _train(config, out / "builds" / strategy, subset, out / "models" / subset)
                 runs.append(_evaluate(config, out / "runs" / subset, adapter))
-        report = analyze([str(run) for run in runs], str(out / "analysis"))
-        write_json(out / "demo.json", {"settings": config.__dict__ | {"out": str(out)}, "runs": len(runs)})
+        report = analyze(AnalyzeConfig(runs=[str(run) for run in runs], out=str(out / "analysis")))
+        settings = dataclasses.asdict(config) | {"out": str(out)}
+        write_json(out / DEMO, {"settings": settings, "runs": len(runs)})
     return report
+
+
+def _is_demo(path: Path) -> bool:
+    return (path / DEMO).is_file()
 
 
 @contextlib.contextmanager
 def _folder_in_place(out: Path, overwrite: bool) -> Iterator[None]:
     """Built where it stays, since trained models record their subset's path; removed if any step fails."""
-    check_free(out, overwrite)
-    shutil.rmtree(out, ignore_errors=True)
+    check_output(out, overwrite=overwrite, owned=_is_demo, what=DEMO_WHAT)
+    shutil.rmtree(out, ignore_errors=True)  # only ever an earlier demo (checked above)
     out.mkdir(parents=True)
     try:
         yield
@@ -70,17 +68,18 @@ def _folder_in_place(out: Path, overwrite: bool) -> Iterator[None]:
         raise
 
 
-def _sample_pool(config: DemoConfig, path: Path) -> Path:
+def _sample_pool(config: DemoConfig):
+    import numpy as np
+
     from .data import load_pool
 
     pool = load_pool(config.pool)
-    pool.shuffle(seed=config.seed).select(range(min(config.pool_rows, pool.num_rows))).to_parquet(str(path))
-    return path
+    return pool.select(np.random.default_rng(config.seed).permutation(pool.num_rows)[: config.pool_rows])
 
 
 def _build(config: DemoConfig, pool: Path, strategy: str, out: Path) -> list[str]:
     """Build the strategy's subsets into `out`; returns their config names."""
-    from .build import BuildConfig, build
+    from .pipeline import build
 
     # a small pool has few tokens in the paper's 10..500 count band, so the band starts lower
     manifest = build(BuildConfig(pool=str(pool), strategy=strategy, out=str(out), levels=config.levels,
@@ -103,7 +102,7 @@ def _train(config: DemoConfig, build_folder: Path, subset: str, out: Path) -> Pa
 
 
 def _evaluate(config: DemoConfig, out: Path, adapter: Path | None) -> Path:
-    from .evaluation.run import EvalConfig, evaluate_model
+    from .evaluation.run import evaluate_model
 
     evaluate_model(EvalConfig(out=str(out), adapter=str(adapter) if adapter else None, eval_set=config.eval_set,
                               limit=config.prompts,

@@ -19,12 +19,11 @@ from datasets import Dataset, List, Value
 
 from .arrays import as_list_array
 from .artifacts import staged_dir
-from .assets import cache_dir
+from .assets import DEFAULT_EMBEDDER, cache_dir
 from .columns import FeatureColumn
 from .data import arrow_column, strip_special_tokens
 from .errors import DivsftError, reason
 
-DEFAULT_EMBEDDER = "minilm-static"
 MINILM = "minilm"
 
 

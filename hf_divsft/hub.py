@@ -52,16 +52,32 @@ class Backend(Protocol):
     def publish(self, release: Release, parent: str | None) -> str: ...
 
 
+def repo_id_problem(repo_id: str) -> str | None:
+    """Why `repo_id` is not a Hub repo id (the Hub client's own rules), or None if it is one."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        return str(err)
+    return None
+
+
 class LocalGitRepo:
     """A bare git repository standing for a Hub dataset repo (created if missing, default branch main)."""
 
     def __init__(self, git_dir: str | Path):
         self.path = Path(git_dir)
         self.name = str(self.path)
-        bare = subprocess.run(["git", f"--git-dir={self.path}", "rev-parse", "--is-bare-repository"],
-                              capture_output=True, text=True, check=False).stdout.strip()
-        if self.path.exists() and bare != "true":
+        if self.path.exists() and not self.is_repo(self.path):
             raise DivsftError(f"{self.path}: not a bare git repository; give a new folder or one made with `git init --bare`")
+
+    @staticmethod
+    def is_repo(path: Path) -> bool:
+        """Whether `path` is a bare git repository (the one existing thing `--hub-dir` may name)."""
+        bare = subprocess.run(["git", f"--git-dir={path}", "rev-parse", "--is-bare-repository"],
+                              capture_output=True, text=True, check=False).stdout.strip()
+        return bare == "true"
 
     def _git(self, *args: str, stdin: str | None = None, env: dict | None = None) -> str:
         result = subprocess.run(

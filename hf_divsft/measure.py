@@ -1,58 +1,32 @@
 """`divsft measure`: the six metrics on both components of a dataset, a build folder, a Hub id or a file.
 
 Token ids and embeddings are the same cached `.map()` columns the extractors use, so a build measures
-its levels from features computed once for the whole pool.
+its levels from features computed once for the whole pool. This module also owns the metrics report
+that `divsft measure` writes and `divsft plot` reads.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
-import pyarrow as pa
 from datasets import Dataset
+from pydantic import Field
 from tqdm.auto import tqdm
 
 from . import __version__
-from .data import TEXT_COLUMNS, PoolColumns, arrow_column, load_pool
-from .embedding import DEFAULT_EMBEDDER, EmbedColumn, embedding_matrix
+from .artifacts import check_output, read_json, write_json
+from .config import MeasureConfig
+from .data import arrow_column, load_pool
+from .embedding import EmbedColumn, embedding_matrix, load_embedder
 from .errors import DivsftError
-from .metrics import (
-    MAX_N,
-    SELF_BLEU_SAMPLE,
-    NGrams,
-    compression_ratio,
-    embedding_distance,
-    ngram_ratio,
-    self_bleu,
-    sequence_length,
-    token_entropy,
-)
-from .tokenization import DEFAULT_TOKENIZER, TokenizeColumn
+from .formats import Record, validated
+from .formats.build_folder import BuildFolder, MetricValue
+from .metrics import METRICS, MetricInputs
+from .strategies import COMPONENTS, STRATEGIES
+from .tokenization import TokenizeColumn, load_tokenizer
 
-
-@dataclass
-class MeasureConfig:
-    """How the metrics are computed; `divsft measure` flags, `divsft build` and Python share it."""
-
-    tokenizer: str = DEFAULT_TOKENIZER
-    embedder: str = DEFAULT_EMBEDDER
-    components: list[str] = field(default_factory=lambda: list(TEXT_COLUMNS))
-    max_n: int = MAX_N
-    self_bleu_sample: int | None = SELF_BLEU_SAMPLE
-    seed: int = 0
-    num_proc: int | None = None
-
-    def __post_init__(self):
-        unknown = sorted(set(self.components) - set(TEXT_COLUMNS))
-        if unknown or not self.components:
-            raise DivsftError(f"--components {','.join(self.components)}: choose from {', '.join(TEXT_COLUMNS)}")
-        if self.max_n < 1:
-            raise DivsftError(f"--max-n {self.max_n}: must be at least 1")
-
-    def settings(self) -> dict:
-        return {key: value for key, value in asdict(self).items() if key != "num_proc"}
+REPORT_WHAT = "an earlier `divsft measure` report"
 
 
 def add_metric_features(ds: Dataset, config: MeasureConfig, keep_in_memory: bool = False) -> Dataset:
@@ -66,54 +40,74 @@ def add_metric_features(ds: Dataset, config: MeasureConfig, keep_in_memory: bool
 def measure_dataset(ds: Dataset, config: MeasureConfig, keep_in_memory: bool = False) -> dict:
     """{component: {metric: {"value": ..., details}}} for one dataset."""
     ds = add_metric_features(ds, config, keep_in_memory)
-    return {
-        component: measure_component(
-            arrow_column(ds, component),
-            arrow_column(ds, f"{component}_token_ids"),
-            embedding_matrix(ds, f"{component}_embedding"),
-            config,
-        )
-        for component in config.components
-    }
-
-
-def measure_component(texts: pa.ChunkedArray, token_ids, embeddings, config: MeasureConfig) -> dict:
-    ngrams = NGrams.of(texts, config.max_n)  # shared by the n-gram ratio and Self-BLEU
-    return {
-        "ngram_ratio": ngram_ratio(ngrams),
-        "embedding_distance": embedding_distance(embeddings),
-        "sequence_length": sequence_length(token_ids),
-        "compression_ratio": compression_ratio(texts.to_pylist()),
-        "self_bleu": self_bleu(ngrams, sample=config.self_bleu_sample, seed=config.seed),
-        "token_entropy": token_entropy(token_ids),
-    }
-
-
-def measure(
-    source: str, config: MeasureConfig, columns: PoolColumns | None = None, split: str = "train"
-) -> dict:
-    """Metrics of a build folder (every level) or of one dataset (saved folder, Hub id, data file)."""
-    report = {"source": str(source), "settings": config.settings(), "hf_divsft_version": __version__}
-    manifest_path = Path(source) / "manifest.json"
-    if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
-        report["strategy"] = manifest["strategy"]
-        report["levels"] = [
-            {
-                "level": entry["level"],
-                "config": entry["config"],
-                "metrics": measure_dataset(_load_level(Path(source), entry["config"]), config, keep_in_memory=True),
-            }
-            for entry in tqdm(manifest["levels"], desc="Measuring levels", unit="level")
-        ]
-        return report
-    ds = load_pool(source, columns, split)
-    report["num_rows"] = ds.num_rows
-    report["metrics"] = measure_dataset(ds, config, keep_in_memory=True)
+    report = {}
+    for component in config.components:
+        inputs = MetricInputs(arrow_column(ds, component), arrow_column(ds, f"{component}_token_ids"),
+                              embedding_matrix(ds, f"{component}_embedding"), config.max_n)
+        report[component] = {name: metric.compute(inputs, config) for name, metric in METRICS.items()}
     return report
 
 
-def _load_level(folder: Path, name: str) -> Dataset:
-    if not (folder / name).is_dir():
-        raise DivsftError(f"{folder}/manifest.json lists level '{name}' but {folder / name} is missing")
-    return load_pool(str(folder / name))
+def is_report(path: Path) -> bool:
+    """Whether `path` holds a report this module wrote (the one thing `measure --overwrite` replaces)."""
+    try:
+        report = read_json(path, REPORT_WHAT)
+    except DivsftError:
+        return False
+    return isinstance(report, dict) and {"source", "settings", "hf_divsft_version"} <= set(report)
+
+
+def measure(config: MeasureConfig) -> dict:
+    """Metrics of a build folder (every level) or of one dataset; written to `config.out` when it is set."""
+    if config.source is None:
+        raise DivsftError("give the dataset to measure (a build folder, saved dataset, Hub id or data file)")
+    if config.out:
+        check_output(config.out, overwrite=config.overwrite, owned=is_report, what=REPORT_WHAT,
+                     inputs=[config.source, config.tokenizer, config.embedder])
+    build = BuildFolder.read(config.source) if (Path(config.source) / "manifest.json").is_file() else None
+    if build:
+        build.check_subsets()  # a missing level fails now, not after the others were measured
+    load_tokenizer(config.tokenizer)  # a bad --tokenizer or --embedder fails before any data is read
+    load_embedder(config.embedder)
+    report = {"source": config.source, "settings": config.settings(), "hf_divsft_version": __version__}
+    if build:
+        report["strategy"] = build.strategy
+        report["levels"] = [
+            {"level": entry.level, "config": entry.config,
+             "metrics": measure_dataset(build.subset(entry.config), config, keep_in_memory=True)}
+            for entry in tqdm(build.levels, desc="Measuring levels", unit="level")
+        ]
+    else:
+        ds = load_pool(config.source, config.columns, config.split)
+        report["num_rows"] = ds.num_rows
+        report["metrics"] = measure_dataset(ds, config, keep_in_memory=True)
+    if config.out:
+        write_json(config.out, report)
+    return report
+
+
+class MeasuredLevel(Record):
+    level: int = Field(ge=0, le=100)
+    config: str
+    metrics: dict[Literal[COMPONENTS], dict[str, MetricValue]]
+
+
+class LevelReport(Record):
+    strategy: Literal[STRATEGIES]
+    levels: list[MeasuredLevel] = Field(min_length=1)
+
+
+def read_level_metrics(source: str | Path) -> tuple[str, list[MeasuredLevel]]:
+    """(strategy, levels with metrics, by level) from a build folder or a `divsft measure` report of one."""
+    path = Path(source)
+    if path.is_dir():
+        build = BuildFolder.read(path)
+        data, where = build.raw, path / "manifest.json"
+    else:
+        data, where = read_json(path, "a build folder or a `divsft measure` report"), path
+        if not is_report(path):
+            raise DivsftError(f"{source}: not a build folder or a `divsft measure` report")
+    if not isinstance(data, dict) or not all(isinstance(e, dict) and e.get("metrics") for e in data.get("levels") or []):
+        raise DivsftError(f"{where}: has no per-level metrics; run `divsft measure {source} --out metrics.json`")
+    report = validated(LevelReport, data, where)
+    return report.strategy, sorted(report.levels, key=lambda entry: entry.level)

@@ -13,18 +13,18 @@ entropy) come from the LLM tokenizer, which is the choice the paper's findings d
 
 from __future__ import annotations
 
-import gzip
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .arrays import as_list_array
+from .arrays import as_list_array, text_blocks
 
-METRICS = ("ngram_ratio", "embedding_distance", "sequence_length", "compression_ratio", "self_bleu", "token_entropy")
 MAX_N = 4
 SELF_BLEU_SAMPLE = 20_000  # texts; above this Self-BLEU is computed on a seeded sample of this size
 BLEU_EPSILON = 0.1  # NLTK's smoothing method 1, as in Texygen's Self-BLEU
@@ -41,7 +41,7 @@ class NGrams:
     orders: list[tuple[np.ndarray, np.ndarray]]
 
     @classmethod
-    def of(cls, texts, max_n: int = MAX_N) -> "NGrams":
+    def of(cls, texts, max_n: int = MAX_N) -> NGrams:
         lengths, words = _word_ids(texts)
         text_of = np.repeat(np.arange(len(lengths)), lengths)
         starts = np.arange(len(words))
@@ -62,7 +62,7 @@ class NGrams:
     def num_texts(self) -> int:
         return len(self.lengths)
 
-    def subset(self, rows: np.ndarray) -> "NGrams":
+    def subset(self, rows: np.ndarray) -> NGrams:
         """The n-grams of the texts `rows` only (sorted indices), renumbered 0..len(rows)-1."""
         new_index = np.full(self.num_texts, -1, dtype=np.int64)
         new_index[rows] = np.arange(len(rows))
@@ -109,8 +109,8 @@ def ngram_ratio(texts, max_n: int = MAX_N) -> dict:
 def self_bleu(texts, max_n: int = MAX_N, sample: int | None = SELF_BLEU_SAMPLE, seed: int = 0) -> dict:
     """Mean BLEU-4 of each text scored against all the other texts as references, 0..100 (higher = more alike).
 
-    This is Texygen's Self-BLEU: NLTK's `sentence_bleu` with uniform weights and smoothing method 1,
-    computed exactly and in one pass: a multi-reference clip count is the largest count among the
+    This is Texygen's Self-BLEU: NLTK's `sentence_bleu` with uniform weights, smoothing method 1 and
+    `auto_reweigh` (a text shorter than max_n words is scored on the orders it has), computed exactly and in one pass: a multi-reference clip count is the largest count among the
     *other* texts, which is each n-gram's top count unless this text alone holds it (then the
     runner-up). Above `sample` texts a seeded sample of that many texts is scored against itself.
     """
@@ -128,13 +128,16 @@ def self_bleu(texts, max_n: int = MAX_N, sample: int | None = SELF_BLEU_SAMPLE, 
 def _bleu_against_others(ngrams: NGrams) -> np.ndarray:
     num_texts, lengths = ngrams.num_texts, ngrams.lengths
     log_precision = np.zeros(num_texts)
+    # NLTK's auto_reweigh: a text of L < max_n words is scored on its n <= L orders, weighted 1/L each,
+    # so identical short texts score 100 too
+    orders = np.maximum(np.minimum(lengths, len(ngrams.orders)), 1)
     for n, (text_of, grams) in enumerate(ngrams.orders, start=1):
         matches = _clipped_matches(text_of, grams, num_texts)
         if n == 1:
             no_unigram_match = matches == 0
         possible = np.maximum(lengths - n + 1, 1)  # NLTK's denominator is at least 1
         precision = np.where(matches > 0, matches, BLEU_EPSILON) / possible
-        log_precision += np.log(precision) / len(ngrams.orders)
+        log_precision += np.where(n <= orders, np.log(precision) / orders, 0.0)
     reference = _closest_other_length(lengths)
     brevity = np.where(lengths > reference, 1.0, np.exp(1 - reference / np.maximum(lengths, 1)))
     bleu = np.where(lengths == 0, 0.0, brevity * np.exp(log_precision))
@@ -168,14 +171,31 @@ def _closest_other_length(lengths: np.ndarray) -> np.ndarray:
     return np.where(counts[own] >= 2, lengths, nearest)
 
 
-def compression_ratio(texts: Sequence[str] | Sequence[bytes]) -> dict:
+def compression_ratio(texts) -> dict:
     """Raw size / gzip size of all texts joined by spaces (higher = more redundant; random bytes give ~1).
 
-    The same definition as the `diversity` package's `compression_ratio` (gzip, level 9).
+    The same definition as the `diversity` package's `compression_ratio` (gzip, level 9), streamed:
+    deflate's output does not depend on how its input is split, so no joined copy is held.
     """
-    joined = b" ".join(t if isinstance(t, bytes) else t.encode("utf-8") for t in texts)
-    compressed = len(gzip.compress(joined, mtime=0))
-    return {"value": len(joined) / compressed, "raw_bytes": len(joined), "gzip_bytes": compressed}
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: the gzip container, as gzip.compress
+    raw = compressed = 0
+    separator = b""
+    for block in _byte_blocks(texts):
+        data = separator + b" ".join(block)
+        separator = b" "
+        raw += len(data)
+        compressed += len(compressor.compress(data))
+    compressed += len(compressor.flush())
+    return {"value": raw / compressed, "raw_bytes": raw, "gzip_bytes": compressed}
+
+
+def _byte_blocks(texts):
+    """Texts (Arrow strings, str or bytes) as lists of UTF-8 bytes, a few thousand at a time."""
+    if isinstance(texts, (pa.Array, pa.ChunkedArray)):
+        for block in text_blocks(texts):
+            yield [text.encode("utf-8") for text in block]
+    else:
+        yield [text if isinstance(text, bytes) else text.encode("utf-8") for text in texts]
 
 
 def sequence_length(token_ids) -> dict:
@@ -219,4 +239,46 @@ def embedding_distance(embeddings: np.ndarray) -> dict:
     unit = vectors / np.maximum(norms, 1e-12)
     total = unit.sum(axis=0)
     pair_similarity = (total @ total - np.einsum("ij,ij->", unit, unit)) / (n * (n - 1))
-    return {"value": float(1 - pair_similarity), "pairs": n * (n - 1) // 2, "exact": True}
+    # rounding can push identical texts a hair below 0 (e.g. -2e-16); the distance lies in [0, 2]
+    return {"value": float(np.clip(1 - pair_similarity, 0.0, 2.0)), "pairs": n * (n - 1) // 2, "exact": True}
+
+
+@dataclass
+class MetricInputs:
+    """What the metrics of one component read: its texts, token ids and embeddings; n-grams made once."""
+
+    texts: pa.ChunkedArray | pa.Array
+    token_ids: pa.Array | pa.ChunkedArray
+    embeddings: np.ndarray
+    max_n: int = MAX_N
+
+    @cached_property
+    def ngrams(self) -> NGrams:  # shared by the n-gram ratio and Self-BLEU
+        return NGrams.of(self.texts, self.max_n)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric: its function of the inputs and settings, its short label and its plot axis title."""
+
+    name: str
+    label: str
+    axis: str
+    compute: Callable[[MetricInputs, object], dict]
+
+
+METRICS = {
+    metric.name: metric
+    for metric in (
+        Metric("ngram_ratio", "n-gram ratio", "n-gram ratio (mean over n)", lambda x, s: ngram_ratio(x.ngrams)),
+        Metric("embedding_distance", "embedding distance", "embedding distance",
+               lambda x, s: embedding_distance(x.embeddings)),
+        Metric("sequence_length", "length (tokens)", "length (tokens)", lambda x, s: sequence_length(x.token_ids)),
+        Metric("compression_ratio", "compression ratio", "compression ratio",
+               lambda x, s: compression_ratio(x.texts)),
+        Metric("self_bleu", "Self-BLEU", "Self-BLEU",
+               lambda x, s: self_bleu(x.ngrams, sample=s.self_bleu_sample or None, seed=s.seed)),
+        Metric("token_entropy", "token entropy (bits)", "token entropy (bits)", lambda x, s: token_entropy(x.token_ids)),
+    )
+}
+

@@ -6,10 +6,8 @@ import functools
 from pathlib import Path
 
 from .artifacts import staged_dir
-from .assets import cache_dir, smollm2_gguf
+from .assets import DEFAULT_MODEL, cache_dir, smollm2_gguf
 from .errors import DivsftError, reason
-
-DEFAULT_MODEL = "smollm2"
 
 
 def smollm2_model_dir() -> Path:
@@ -41,6 +39,33 @@ def smollm2_model_dir() -> Path:
     return folder
 
 
+def check_model(name: str) -> str:
+    """The model's source (an alias resolves to a local folder later), checked by its config alone."""
+    if name == DEFAULT_MODEL:
+        return name
+    from transformers import AutoConfig
+
+    from .data import local_or_hub
+
+    local_or_hub(name)  # a mistyped path fails at once, not after the Hub's timeouts
+    try:
+        AutoConfig.from_pretrained(name)
+    except Exception as err:
+        raise DivsftError(f"model {name!r}: not the bundled '{DEFAULT_MODEL}', a local model folder or a reachable "
+                          f"Hub id ({reason(err)})") from err
+    return name
+
+
+def check_adapter(adapter: str) -> None:
+    """A local LoRA adapter folder must hold its adapter_config.json (a Hub id is checked when loaded)."""
+    from .data import local_or_hub
+
+    path = local_or_hub(adapter)
+    if path is not None and not (path / "adapter_config.json").is_file():
+        raise DivsftError(f"--adapter {adapter}: not a LoRA adapter folder (no adapter_config.json); "
+                          "give the --output_dir of a `divsft train` LoRA run")
+
+
 def resolve_model(name: str = DEFAULT_MODEL) -> str:
     """`smollm2` -> the converted local folder; anything else is passed to `from_pretrained` as is."""
     return str(smollm2_model_dir()) if name == DEFAULT_MODEL else name
@@ -49,9 +74,8 @@ def resolve_model(name: str = DEFAULT_MODEL) -> str:
 @functools.lru_cache(maxsize=2)
 def load_causal_lm(name: str = DEFAULT_MODEL, adapter: str | None = None):
     """(tokenizer padding on the left, model in eval mode); `adapter` is a PEFT (LoRA) folder on top."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = resolve_model(name)
     try:

@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .artifacts import staged_file
-from .data import TEXT_COLUMNS
-from .errors import DivsftError
+from .artifacts import check_output, staged_file
+from .config import PlotConfig
 from .metrics import METRICS
+from .strategies import COMPONENTS
 
-METRIC_LABELS = {
-    "ngram_ratio": "n-gram ratio (mean n=1..4)",
-    "embedding_distance": "embedding distance",
-    "sequence_length": "length (tokens)",
-    "compression_ratio": "compression ratio",
-    "self_bleu": "Self-BLEU",
-    "token_entropy": "token entropy (bits)",
-}
-
-
-def read_level_metrics(source: str | Path) -> tuple[str, list[dict]]:
-    """(strategy, levels with metrics) from a build folder's manifest or a `divsft measure` report."""
-    path = Path(source)
-    report = path / "manifest.json" if path.is_dir() else path
-    if not report.is_file():
-        raise DivsftError(f"{source}: not a build folder (no manifest.json) or a metrics report")
-    data = json.loads(report.read_text())
-    levels = data.get("levels") or []
-    if not levels or any("metrics" not in entry for entry in levels):
-        raise DivsftError(f"{report}: has no per-level metrics; run `divsft measure {source} --out metrics.json`")
-    return data["strategy"], sorted(levels, key=lambda entry: entry["level"])
+SOFTWARE = "hf-divsft plot"  # written into the PNG, so an earlier plot is recognised as ours
+PNG_WHAT = "an earlier `divsft plot` image"
 
 
 def pyplot():
@@ -43,25 +23,37 @@ def pyplot():
     return plt
 
 
-def plot_metrics(sources: list[str | Path], out: str | Path) -> Path:
+def is_plot(path: Path) -> bool:
+    """A PNG whose text chunk names this command as its software."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return False
+    return head.startswith(b"\x89PNG") and b"Software\x00" + SOFTWARE.encode() in head
+
+
+def plot_metrics(config: PlotConfig) -> Path:
     """A grid with a row per component and a column per metric; x is the diversity level in percent."""
+    from .measure import read_level_metrics
+
+    out = check_output(config.out, overwrite=config.overwrite, owned=is_plot, what=PNG_WHAT, inputs=config.sources)
+    runs = [read_level_metrics(source) for source in config.sources]
     plt = pyplot()
-    runs = [read_level_metrics(source) for source in sources]
-    fig, axes = plt.subplots(len(TEXT_COLUMNS), len(METRICS), figsize=(3.2 * len(METRICS), 3.0 * len(TEXT_COLUMNS)),
+    fig, axes = plt.subplots(len(COMPONENTS), len(METRICS), figsize=(3.2 * len(METRICS), 3.0 * len(COMPONENTS)),
                              squeeze=False, constrained_layout=True)
-    for row, component in enumerate(TEXT_COLUMNS):
-        for col, metric in enumerate(METRICS):
+    for row, component in enumerate(COMPONENTS):
+        for col, metric in enumerate(METRICS.values()):
             ax = axes[row][col]
             for strategy, levels in runs:
-                points = [(e["level"], e["metrics"].get(component, {}).get(metric, {}).get("value")) for e in levels]
-                points = [(x, y) for x, y in points if y is not None]
+                points = [(e.level, e.metrics.get(component, {}).get(metric.name)) for e in levels]
+                points = [(x, m.value) for x, m in points if m is not None and m.value is not None]
                 ax.plot([x for x, _ in points], [y for _, y in points], marker="o", label=strategy)
-            ax.set_title(f"{component}: {METRIC_LABELS[metric]}", fontsize=9)
+            ax.set_title(f"{component}: {metric.axis}", fontsize=9)
             ax.set_xlabel("diversity level (%)", fontsize=8)
             ax.tick_params(labelsize=7)
     axes[0][0].legend(fontsize=7)
-    out = Path(out)
     with staged_file(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": SOFTWARE})
     plt.close(fig)
     return out

@@ -14,39 +14,29 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets import Dataset, load_from_disk
+from datasets import Dataset
 
 from . import __version__
-from .artifacts import write_json
+from .artifacts import check_output, write_json
 from .cards import pool_license, render_subsets_card
-from .data import ids_sha256
+from .config import PublishConfig
 from .errors import DivsftError
-from .hub import Backend, HubRepo, LocalGitRepo, Release
+from .formats import validated
+from .formats.build_folder import BuildFolder, Manifest
+from .hub import Backend, HubRepo, LocalGitRepo, Release, repo_id_problem
 
-VERSION = re.compile(r"\d+\.\d+\.\d+")
-REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
+VERSION = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)")  # semantic versioning: no leading zeros
 MAX_SHARD_BYTES = 500 * 2**20  # the Hub's and `push_to_hub`'s usual parquet shard size
 
 
-@dataclass
-class PublishConfig:
-    """Every knob of a publish; the CLI flags and Python share it."""
-
-    builds: list[str]
-    repo: str
-    version: str
-    hub_dir: str | None = None
-    dry_run: bool = False
-    license: str | None = None
-    private: bool = False
-
-    def __post_init__(self):
-        if not REPO_ID.fullmatch(self.repo or ""):
-            raise DivsftError(f"--repo {self.repo}: give ORG/NAME, e.g. my-org/sft-diversity")
-        if not VERSION.fullmatch(self.version or ""):
-            raise DivsftError(f"--version {self.version}: give X.Y.Z, e.g. 1.0.0 (it is tagged vX.Y.Z)")
-        if not self.builds:
-            raise DivsftError("give at least one build folder (the --out of `divsft build`)")
+def check_request(config: PublishConfig) -> None:
+    """The repo id and version, before any build is read."""
+    if config.repo.count("/") != 1 or repo_id_problem(config.repo):
+        raise DivsftError(f"--repo {config.repo}: give ORG/NAME of letters, digits, '-', '_' or '.', "
+                          "e.g. my-org/sft-diversity")
+    if not VERSION.fullmatch(config.version):
+        raise DivsftError(f"--version {config.version}: give X.Y.Z without leading zeros, e.g. 1.0.0 "
+                          "(it is tagged vX.Y.Z)")
 
 
 @dataclass
@@ -60,8 +50,14 @@ class PublishResult:
 
 
 def publish(config: PublishConfig) -> PublishResult:
-    builds = [_read_build(Path(folder)) for folder in config.builds]
-    strategies = [manifest["strategy"] for _, manifest in builds]
+    check_request(config)
+    builds = [BuildFolder.read(folder) for folder in config.builds]
+    for build in builds:
+        build.check_subsets(verify=True)  # a stale or edited folder is refused before anything is staged
+    if config.hub_dir:
+        check_output(config.hub_dir, overwrite=True, owned=LocalGitRepo.is_repo, what="a bare git repository",
+                     inputs=config.builds)
+    strategies = [build.strategy for build in builds]
     if len(set(strategies)) < len(strategies):
         raise DivsftError(f"two build folders hold the same strategy ({', '.join(strategies)}); give one of each")
     backend: Backend = LocalGitRepo(config.hub_dir) if config.hub_dir else HubRepo(config.repo, config.private)
@@ -77,24 +73,13 @@ def publish(config: PublishConfig) -> PublishResult:
     with tempfile.TemporaryDirectory(prefix="divsft-publish-") as staging:
         release = _stage_release(builds, release_manifest, existing, config, (license, license_source), Path(staging))
         result = PublishResult(backend.name, tag, release.plan(), license,
-                               configs=[e["config"] for _, m in builds for e in m["levels"]])
+                               configs=[entry.config for build in builds for entry in build.levels])
         if not config.dry_run:
             result.commit = backend.publish(release, parent)
     return result
 
 
-def _read_build(folder: Path) -> tuple[Path, dict]:
-    path = folder / "manifest.json"
-    if not path.is_file():
-        raise DivsftError(f"{folder}: not a build folder (no manifest.json); run `divsft build --out {folder}` first")
-    manifest = json.loads(path.read_text())
-    for entry in manifest["levels"]:
-        if not (folder / entry["config"]).is_dir():
-            raise DivsftError(f"{folder}/manifest.json lists '{entry['config']}' but {folder / entry['config']} is missing")
-    return folder, manifest
-
-
-def _merge_manifest(previous: str | None, builds: list[tuple[Path, dict]], config: PublishConfig, where: str) -> dict:
+def _merge_manifest(previous: str | None, builds: list[BuildFolder], config: PublishConfig, where: str) -> dict:
     """The repository's root manifest: every strategy published so far, the new ones replacing their past."""
     strategies = {}
     if previous is not None:
@@ -102,8 +87,10 @@ def _merge_manifest(previous: str | None, builds: list[tuple[Path, dict]], confi
             strategies = dict(json.loads(previous)["strategies"])
         except (ValueError, KeyError, TypeError) as err:
             raise DivsftError(f"{where}: manifest.json was not written by divsft publish ({err}); use a new repo") from err
-    for _, manifest in builds:
-        strategies[manifest["strategy"]] = {**manifest, "published_in": config.version}
+        for name, entry in strategies.items():  # each is rendered into the new card: check it like a build's
+            validated(Manifest, entry, f"{where}: manifest.json", f"strategies.{name}: ")
+    for build in builds:
+        strategies[build.strategy] = {**build.raw, "published_in": config.version}
     return {"repo": config.repo, "version": config.version, "hf_divsft_version": __version__, "strategies": strategies}
 
 
@@ -120,10 +107,10 @@ def _license(config: PublishConfig, release_manifest: dict) -> tuple[str, str]:
 def _stage_release(builds, release_manifest: dict, existing: list[str], config: PublishConfig,
                    license: tuple[str, str], staging: Path) -> Release:
     release = Release(tag=f"v{config.version}", message=_commit_message(builds, config))
-    for folder, manifest in builds:
-        for entry in manifest["levels"]:
-            subset = _verified_subset(folder, entry)
-            for shard in _write_shards(subset, staging / "data" / entry["config"]):
+    for build in builds:
+        for entry in build.levels:
+            subset = build.subset(entry.config)
+            for shard in _write_shards(subset, staging / "data" / entry.config):
                 release.files[shard.relative_to(staging).as_posix()] = shard
     write_json(staging / "manifest.json", release_manifest)
     (staging / "README.md").write_text(render_subsets_card(release_manifest, config.repo, *license), encoding="utf-8")
@@ -131,20 +118,12 @@ def _stage_release(builds, release_manifest: dict, existing: list[str], config: 
     # shards of republished configs are replaced; configs no strategy lists any more (a rebuilt strategy with
     # fewer levels) go; every other strategy's shards stay as they were
     kept = {e["config"] for b in release_manifest["strategies"].values() for e in b["levels"]}
-    kept -= {e["config"] for _, m in builds for e in m["levels"]}
+    kept -= {entry.config for build in builds for entry in build.levels}
     release.deletions = sorted(
         p for p in existing
         if p.startswith("data/") and p not in release.files and p.split("/")[1] not in kept
     )
     return release
-
-
-def _verified_subset(folder: Path, entry: dict) -> Dataset:
-    """The saved level, checked against its manifest entry so a stale or edited folder is never published."""
-    subset = load_from_disk(str(folder / entry["config"]))
-    if ids_sha256(subset) != entry["ids_sha256"]:
-        raise DivsftError(f"{folder / entry['config']}: its rows do not match manifest.json (ids_sha256); rebuild it")
-    return subset
 
 
 def _write_shards(subset: Dataset, folder: Path) -> list[Path]:
@@ -159,5 +138,5 @@ def _write_shards(subset: Dataset, folder: Path) -> list[Path]:
 
 
 def _commit_message(builds, config: PublishConfig) -> str:
-    names = ", ".join(manifest["strategy"] for _, manifest in builds)
+    names = ", ".join(build.strategy for build in builds)
     return f"v{config.version}: {names} (hf-divsft {__version__})"

@@ -13,16 +13,19 @@ tokens for micro). A subset at k types is D_k = union_{i<=k} Pi(C_i):
   seeded random order and, among the next few, the one that crowds already frequent types least.
 
 Samples without any type can never represent a kept type, so they are left out of selection.
+
+Both algorithms are compiled with numba over compact int32 arrays (the (row, type) pairs in CSR form, both
+ways), so 50 million pairs take seconds, not a Python object each.
 """
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+from numba import njit
 
 from .arrays import distinct_pairs, row_pairs
 from .errors import DivsftError
@@ -49,7 +52,7 @@ class Selection:
         """Shannon entropy (bits) of the type distribution over the selected samples."""
         counts = self.type_counts[self.type_counts > 0].astype(np.float64)
         p = counts / counts.sum()
-        return float(-(p * np.log2(p)).sum())
+        return float(-(p * np.log2(p)).sum()) + 0.0  # + 0.0: one type gives 0, not -0
 
     @property
     def type_count_ratio(self) -> float | None:
@@ -73,45 +76,8 @@ class TypeSelector:
         # Ties are broken by a seeded random rank, not by type id, so no id range is favoured.
         self._tiebreak = np.random.default_rng(seed).permutation(self.num_types)
         self._pair_rows = rows  # row of each (row, type) pair, aligned with self._row_types[1]
-        self.drop_order, self._row_death = self._prune()
-
-    # -- Algorithm 1 ---------------------------------------------------------------------------------
-    def _prune(self) -> tuple[np.ndarray, np.ndarray]:
-        row_offsets, row_values = (a.tolist() for a in self._row_types)
-        type_offsets, type_values = (a.tolist() for a in self._type_rows)
-        num_types = self.num_types
-        count = np.diff(self._type_rows[0]).tolist()
-        rank = self._tiebreak.tolist()
-        by_rank = np.argsort(self._tiebreak).tolist()
-        dropped = [False] * num_types
-        alive = [end > start for start, end in zip(row_offsets, row_offsets[1:])]
-        death = [num_types] * self.num_rows
-        # One int per heap entry, count * K + rank: cheaper to compare than tuples.
-        heap = [count[t] * num_types + rank[t] for t in range(num_types)]
-        heapq.heapify(heap)
-        order = []
-        while heap:
-            c, r = divmod(heapq.heappop(heap), num_types)
-            t = by_rank[r]
-            if dropped[t] or c != count[t]:
-                continue  # a stale entry; the current one is deeper in the heap
-            step = len(order)
-            dropped[t] = True
-            order.append(t)
-            touched = set()
-            for row in type_values[type_offsets[t] : type_offsets[t + 1]]:
-                if alive[row]:
-                    alive[row] = False
-                    death[row] = step
-                    for other in row_values[row_offsets[row] : row_offsets[row + 1]]:
-                        count[other] -= 1
-                        touched.add(other)
-            for other in touched:
-                if not dropped[other]:
-                    heapq.heappush(heap, count[other] * num_types + rank[other])
-        death = np.asarray(death, dtype=np.int64)
-        death[np.diff(self._row_types[0]) == 0] = -1  # untyped rows: in no candidate pool
-        return np.asarray(order, dtype=np.int64), death
+        self.drop_order, self._row_death = _prune(*self._row_types, *self._type_rows,
+                                                  self._tiebreak.astype(np.int64), self.num_rows)
 
     def pool_size(self, k: int) -> int:
         """Rows in the candidate pool when k types are kept."""
@@ -153,15 +119,15 @@ class TypeSelector:
         type_offsets, type_values = self._type_rows
         keep = in_pool[type_values]
         # Each type's candidate rows in a seeded random order: sort by (type, random key).
-        pair_types = np.repeat(np.arange(self.num_types), np.diff(type_offsets))[keep]
+        pair_types = np.repeat(np.arange(self.num_types, dtype=np.int32), np.diff(type_offsets))[keep]
         pair_rows = type_values[keep]
         order = np.lexsort((rng.random(len(pair_rows)), pair_types))
-        queue_rows = pair_rows[order].tolist()
-        queue_start = np.searchsorted(pair_types[order], np.arange(self.num_types + 1)).tolist()
-        picked = _serve_furthest_behind(
-            queue_rows, queue_start, self._row_types, self.kept_types(k), self._tiebreak, size
-        )
-        indices = np.sort(np.asarray(picked, dtype=np.int64))
+        queue_rows = pair_rows[order]
+        queue_start = np.searchsorted(pair_types[order], np.arange(self.num_types + 1))
+        del keep, pair_types, pair_rows, order
+        picked = _serve_furthest_behind(queue_rows, queue_start, *self._row_types, self.kept_types(k),
+                                        self._tiebreak.astype(np.int64), size, LOOKAHEAD)
+        indices = np.sort(picked)
         return Selection(level, k, indices, len(candidates), self.type_counts(indices, k))
 
     def type_counts(self, indices: np.ndarray, k: int) -> np.ndarray:
@@ -176,56 +142,171 @@ class TypeSelector:
         return counts[kept[present[kept]]]
 
 
-def _serve_furthest_behind(queue_rows, queue_start, row_types, kept, tiebreak, size) -> list[int]:
-    row_offsets, row_values = (a.tolist() for a in row_types)
-    tiebreak = tiebreak.tolist()
-    count = [0] * len(tiebreak)
-    cursor = list(queue_start)
-    heap = [(0, tiebreak[t], t) for t in kept.tolist() if queue_start[t + 1] > queue_start[t]]
-    heapq.heapify(heap)
-    chosen = set()
-    picked = []
-    while len(picked) < size and heap:
-        c, rank, t = heapq.heappop(heap)
+# -- a binary min-heap of unique int64 keys, for the compiled loops -----------------------------------------
+@njit(cache=True)
+def _push(heap, size, key):
+    if size == len(heap):
+        grown = np.empty(2 * len(heap) + 1, dtype=np.int64)
+        grown[:size] = heap[:size]
+        heap = grown
+    heap[size] = key
+    child = size
+    while child > 0:
+        parent = (child - 1) >> 1
+        if heap[parent] <= heap[child]:
+            break
+        heap[parent], heap[child] = heap[child], heap[parent]
+        child = parent
+    return heap, size + 1
+
+
+@njit(cache=True)
+def _pop(heap, size):
+    top = heap[0]
+    size -= 1
+    heap[0] = heap[size]
+    parent = 0
+    while True:
+        smallest, left = parent, 2 * parent + 1
+        if left < size and heap[left] < heap[smallest]:
+            smallest = left
+        if left + 1 < size and heap[left + 1] < heap[smallest]:
+            smallest = left + 1
+        if smallest == parent:
+            break
+        heap[parent], heap[smallest] = heap[smallest], heap[parent]
+        parent = smallest
+    return top, size
+
+
+# -- Algorithm 1 -------------------------------------------------------------------------------------------
+@njit(cache=True)
+def _prune(row_offsets, row_values, type_offsets, type_values, rank, num_rows):
+    """(drop order of the types, step at which each row leaves the pool; -1 for untyped rows).
+
+    Heap entries are `count * K + rank` (unique: one live entry per type and count); stale ones are skipped.
+    """
+    num_types = len(type_offsets) - 1
+    count = np.diff(type_offsets)
+    by_rank = np.argsort(rank)
+    dropped = np.zeros(num_types, dtype=np.bool_)
+    alive = np.diff(row_offsets) > 0
+    death = np.full(num_rows, num_types, dtype=np.int64)
+    heap = np.empty(num_types, dtype=np.int64)
+    for t in range(num_types):
+        heap[t] = count[t] * num_types + rank[t]
+    heap = np.sort(heap)  # a sorted array is a valid heap
+    size = num_types
+    touched_at = np.full(num_types, -1, dtype=np.int64)
+    touched = np.empty(num_types, dtype=np.int64)
+    order = np.empty(num_types, dtype=np.int64)
+    steps = 0
+    while size:
+        key, size = _pop(heap, size)
+        c, r = key // num_types, key % num_types
+        t = by_rank[r]
+        if dropped[t] or c != count[t]:
+            continue  # a stale entry; the current one is deeper in the heap
+        dropped[t] = True
+        order[steps] = t
+        n_touched = 0
+        for i in range(type_offsets[t], type_offsets[t + 1]):
+            row = type_values[i]
+            if alive[row]:
+                alive[row] = False
+                death[row] = steps
+                for j in range(row_offsets[row], row_offsets[row + 1]):
+                    other = row_values[j]
+                    count[other] -= 1
+                    if touched_at[other] != steps:
+                        touched_at[other] = steps
+                        touched[n_touched] = other
+                        n_touched += 1
+        for i in range(n_touched):
+            other = touched[i]
+            if not dropped[other]:
+                heap, size = _push(heap, size, count[other] * num_types + rank[other])
+        steps += 1
+    for row in range(num_rows):
+        if row_offsets[row + 1] == row_offsets[row]:
+            death[row] = -1  # untyped rows: in no candidate pool
+    return order, death
+
+
+# -- Algorithm 2 -------------------------------------------------------------------------------------------
+@njit(cache=True)
+def _serve_furthest_behind(queue_rows, queue_start, row_offsets, row_values, kept, rank, size, lookahead):
+    """Rows picked by always serving the kept type with the fewest selected samples (ties: seeded rank)."""
+    num_types = len(rank)
+    count = np.zeros(num_types, dtype=np.int64)
+    cursor = queue_start.copy()
+    chosen = np.zeros(len(row_offsets) - 1, dtype=np.bool_)
+    picked = np.empty(size, dtype=np.int64)
+    heap = np.empty(len(kept) + 1, dtype=np.int64)
+    heap_size = 0
+    by_rank = np.argsort(rank)
+    for t in kept:
+        if queue_start[t + 1] > queue_start[t]:
+            heap, heap_size = _push(heap, heap_size, rank[t])  # count 0
+    n = 0
+    while n < size and heap_size:
+        key, heap_size = _pop(heap, heap_size)
+        c, t = key // num_types, by_rank[key % num_types]
         if c != count[t]:  # counts only grow: re-file at the current count
-            heapq.heappush(heap, (count[t], rank, t))
+            heap, heap_size = _push(heap, heap_size, count[t] * num_types + rank[t])
             continue
-        while cursor[t] < queue_start[t + 1] and queue_rows[cursor[t]] in chosen:
+        end = queue_start[t + 1]
+        while cursor[t] < end and chosen[queue_rows[cursor[t]]]:
             cursor[t] += 1
-        if cursor[t] == queue_start[t + 1]:
+        if cursor[t] == end:
             continue  # every candidate carrying t is taken; t leaves the queue
-        row = _least_crowded(queue_rows, cursor[t], queue_start[t + 1], chosen, row_offsets, row_values, count)
-        chosen.add(row)
-        picked.append(row)
-        for other in row_values[row_offsets[row] : row_offsets[row + 1]]:
-            count[other] += 1
-        heapq.heappush(heap, (count[t], rank, t))
-    return picked
+        row = _least_crowded(queue_rows, cursor[t], end, chosen, row_offsets, row_values, count, lookahead)
+        chosen[row] = True
+        picked[n] = row
+        n += 1
+        for j in range(row_offsets[row], row_offsets[row + 1]):
+            count[row_values[j]] += 1
+        heap, heap_size = _push(heap, heap_size, count[t] * num_types + rank[t])
+    return picked[:n]
 
 
-def _least_crowded(queue_rows, start, end, chosen, row_offsets, row_values, count) -> int:
-    """Of the next LOOKAHEAD unchosen rows carrying the served type, the one that brings the most types not
+@njit(cache=True)
+def _least_crowded(queue_rows, start, end, chosen, row_offsets, row_values, count, lookahead):
+    """Of the next `lookahead` unchosen rows carrying the served type, the one that brings the most types not
     yet represented, then whose most frequent type is least frequent so far: serving a rare type should
     not also inflate an already common one."""
-    best_row, best_score, seen = -1, None, 0
-    for row in queue_rows[start:end]:
-        if row in chosen:
+    best_row, best_zeros, best_max, seen = -1, -1, 0, 0
+    for i in range(start, end):
+        row = queue_rows[i]
+        if chosen[row]:
             continue
-        counts = [count[u] for u in row_values[row_offsets[row] : row_offsets[row + 1]]]
-        score = (-counts.count(0), max(counts))
-        if best_score is None or score < best_score:
-            best_row, best_score = row, score
+        zeros, most = 0, 0
+        for j in range(row_offsets[row], row_offsets[row + 1]):
+            c = count[row_values[j]]
+            zeros += c == 0
+            most = max(most, c)
+        if best_row < 0 or zeros > best_zeros or (zeros == best_zeros and most < best_max):
+            best_row, best_zeros, best_max = row, zeros, most
         seen += 1
-        if seen == LOOKAHEAD:
+        if seen == lookahead:
             break
     return best_row
 
 
 def _pairs(types) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct (row, dense type) pairs, sorted by row then type, and the original type ids."""
+    """Distinct (row, dense type) pairs as int32, sorted by row then type, and the original type ids."""
     num_rows, rows, values = row_pairs(types)
-    type_ids, dense = np.unique(values, return_inverse=True)
-    return (num_rows, *distinct_pairs(rows, dense), type_ids)
+    if len(values) and values.min() >= 0 and values.max() < 1 << 26:  # token or cluster ids: a lookup table
+        present = np.bincount(values) > 0
+        type_ids = np.flatnonzero(present)
+        dense = (np.cumsum(present) - 1)[values]
+    else:  # e.g. the whitespace tokenizer's 63-bit word hashes
+        type_ids, dense = np.unique(values, return_inverse=True)
+    rows, dense = rows.astype(np.int32), dense.astype(np.int32)
+    ordered = len(rows) < 2 or bool(np.all((rows[1:] > rows[:-1]) | ((rows[1:] == rows[:-1]) & (dense[1:] > dense[:-1]))))
+    if not ordered:  # extractors write each row's types sorted and distinct; other callers may not
+        rows, dense = distinct_pairs(rows, dense)
+    return num_rows, rows, dense, type_ids
 
 
 def _csr(keys: np.ndarray, values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

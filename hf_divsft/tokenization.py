@@ -14,11 +14,10 @@ from typing import Protocol
 from datasets import List, Value
 
 from .artifacts import staged_dir
-from .assets import cache_dir, smollm2_gguf
+from .assets import DEFAULT_TOKENIZER, cache_dir, smollm2_gguf
 from .columns import FeatureColumn
 from .errors import DivsftError, reason
 
-DEFAULT_TOKENIZER = "smollm2"
 WHITESPACE_TOKENIZER = "whitespace"
 
 

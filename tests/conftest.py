@@ -81,12 +81,12 @@ def read_manifest(folder: Path) -> dict:
     return json.loads((folder / "manifest.json").read_text())
 
 
-def run_divsft(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """The installed `divsft` console script in a real process, as a user runs it."""
+def run_divsft(*args, cwd: Path | None = None, env: dict | None = None,
+               timeout: int = 600) -> subprocess.CompletedProcess:
+    """The installed `divsft` console script in a real process, as a user runs it (`env` adds variables)."""
     script = Path(sys.executable).with_name("divsft")
-    return subprocess.run(
-        [str(script), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600, check=False
-    )
+    return subprocess.run([str(script), *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, **(env or {})}, timeout=timeout, check=False)
 
 
 def error_line(stderr: str) -> str:

@@ -10,6 +10,7 @@ import pytest
 from hf_divsft.analysis import bayesian_slope
 from hf_divsft.metrics import METRICS
 
+from . import factories
 from .conftest import error_line, run_divsft
 
 LEVELS = (0, 17, 33, 50, 67, 83, 100)
@@ -25,23 +26,20 @@ def synthetic_runs(root, seed: int = 0) -> list[str]:
     folders = []
     for strategy, slope in TRUE_SLOPES.items():
         build = root / strategy
-        build.mkdir(parents=True)
         levels = []
         for level in LEVELS:
-            config = f"{strategy.replace('-', '_')}_d{level:03d}"
             metrics = {c: {m: {"value": float(rng.normal())} for m in METRICS} for c in ("instruction", "response")}
             metrics["response"]["token_entropy"]["value"] = 8 + level / 50 + float(rng.normal(0, 0.05))
-            ids_sha256 = f"sha-of-{config}"  # stands for the hash of the level's row ids
-            levels.append({"level": level, "config": config, "ids_sha256": ids_sha256, "metrics": metrics})
+            entry = factories.level_entry(strategy, level, metrics)
+            levels.append(entry)
             for repeat in range(2):
-                run = root / "runs" / f"{config}-{repeat}"
-                run.mkdir(parents=True)
+                run = root / "runs" / f"{entry['config']}-{repeat}"
                 score = 30 + slope * level + float(rng.normal(0, 0.5))
-                subset = {"source": str(build), "config": config, "strategy": strategy, "level": level,
-                          "ids_sha256": ids_sha256}
-                (run / "summary.json").write_text(json.dumps({"score": score, "subset": subset}))
+                subset = {"source": str(build), "config": entry["config"], "strategy": strategy, "level": level,
+                          "ids_sha256": entry["ids_sha256"], "num_rows": 100}
+                factories.write_json(run / "summary.json", factories.summary(score, subset))
                 folders.append(str(run))
-        (build / "manifest.json").write_text(json.dumps({"strategy": strategy, "levels": levels}))
+        factories.write_json(build / "manifest.json", factories.manifest(strategy, levels))
     return folders
 
 
@@ -98,12 +96,12 @@ def test_runs_without_a_subset_are_left_out_and_named(tmp_path):
     runs = synthetic_runs(tmp_path)
     base = tmp_path / "runs" / "base-model"
     base.mkdir()
-    (base / "summary.json").write_text(json.dumps({"score": 10.0, "subset": None}))
+    factories.write_json(base / "summary.json", factories.summary(10.0, None))
     result = run_divsft("analyze", *runs, base, "--out", tmp_path / "analysis")
     assert result.returncode == 0, result.stderr
     assert f"- {base}: its model names no `divsft build` subset" in (tmp_path / "analysis" / "results.md").read_text()
     rebuilt = json.loads((tmp_path / "runs" / "response_micro_d000-0" / "summary.json").read_text())
-    rebuilt["subset"]["ids_sha256"] = "another-selection"
+    rebuilt["subset"]["ids_sha256"] = factories.digest("another selection")
     (base / "summary.json").write_text(json.dumps(rebuilt))
     result = run_divsft("analyze", *runs, base, "--out", tmp_path / "analysis-2")
     assert f"- {base}: {tmp_path / 'response-micro' / 'manifest.json'} no longer holds the subset" in (

@@ -42,7 +42,7 @@ def test_jsonl_input_column_is_appended_and_ids_are_generated(tmp_path):
     assert load_pool(str(path))["id"][:] == pool["id"][:]  # stable across loads
 
 
-def test_chat_messages_give_first_user_turn_and_first_assistant_reply(tmp_path):
+def test_chat_messages_give_every_user_turn_and_every_assistant_turn(tmp_path):
     messages = [
         {"role": "system", "content": "be brief"},
         {"role": "user", "content": "What is 2+2?"},
@@ -51,7 +51,7 @@ def test_chat_messages_give_first_user_turn_and_first_assistant_reply(tmp_path):
         {"role": "assistant", "content": "6"},
     ]
     pool = load_pool(str(write_jsonl(tmp_path / "chat.jsonl", [{"messages": messages}])))
-    assert (pool[0]["instruction"], pool[0]["response"]) == ("What is 2+2?", "4")
+    assert (pool[0]["instruction"], pool[0]["response"]) == ("What is 2+2?\n\nand 3+3?", "4\n\n6")
     assert "messages" in pool.column_names  # pool columns are kept
 
 
@@ -87,7 +87,7 @@ BAD_POOLS = {
         [{"id": "x", "instruction": "a", "response": "b"}, {"id": "x", "instruction": "c", "response": "d"}],
         "repeats the value 'x'",
     ),
-    "chat without assistant": ([{"messages": [{"role": "user", "content": "hi"}]}], "has no assistant turn"),
+    "chat without assistant": ([{"messages": [{"role": "user", "content": "hi"}]}], "row 0: no assistant turn"),
 }
 
 
@@ -111,5 +111,5 @@ def test_bad_pool_is_one_line_error_naming_file_and_field(case, tmp_path):
 def test_malformed_json_names_the_file(tmp_path):
     path = tmp_path / "broken.jsonl"
     path.write_text('{"instruction": "a", "response": \n')
-    with pytest.raises(DivsftError, match="broken.jsonl: cannot be read"):
+    with pytest.raises(DivsftError, match="broken.jsonl: line 1: not valid JSON"):
         load_pool(str(path))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import Counter
 
 import numpy as np
@@ -10,7 +13,7 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
 from hf_divsft import TypeSelector, load_pool
-from hf_divsft.build import PAPER_LEVELS
+from hf_divsft.config import PAPER_LEVELS
 from hf_divsft.embedding import load_embedder
 from hf_divsft.strategies import MacroTypes
 
@@ -103,3 +106,31 @@ def test_same_seed_same_clusters(t0_rows):
     rows = t0_rows.select(range(800))
     first, again = (MacroTypes("instruction", min_cluster_size=10, seed=3).add_types(rows) for _ in range(2))
     assert first["types"][:] == again["types"][:]
+
+
+def test_a_sample_fit_assigns_every_other_row_and_is_reproducible_in_a_fresh_process(t0_rows, tmp_path):
+    """Fitted on 1,500 of 4,000 rows, the others take the cluster of their nearest sampled rows, or noise;
+    the labels agree with a fit on all rows (adjusted Rand index, printed) and are the same in a new process
+    with other thread counts."""
+    from sklearn.metrics import adjusted_rand_score
+
+    typed = MacroTypes("instruction", min_cluster_size=10).embed.apply(t0_rows)
+    vectors = np.stack(typed.with_format("numpy")["instruction_embedding"][:])
+    np.save(tmp_path / "vectors.npy", vectors)
+    sampled = MacroTypes("instruction", min_cluster_size=10, sample=1500)
+    labels = sampled.cluster(vectors)
+    full = MacroTypes("instruction", min_cluster_size=10, sample=len(vectors)).cluster(vectors)
+    assert sampled.stats["fitted_rows"] == 1500 and sampled.stats["assigned_rows"] == 2500
+    assert len(labels) == len(vectors) and labels.min() >= -1 and sampled.stats["clusters"] >= 20
+    both = (labels >= 0) & (full >= 0)
+    agreement = adjusted_rand_score(full[both], labels[both])
+    print(f"\nsample fit (1,500 of 4,000) vs full fit: ARI {adjusted_rand_score(full, labels):.3f} over all rows, "
+          f"{agreement:.3f} over the {both.sum()} rows both cluster")
+    assert agreement > 0.5
+    script = ("import sys, numpy as np; from hf_divsft.strategies import MacroTypes; "
+              "v = np.load(sys.argv[1]); np.save(sys.argv[2], MacroTypes('instruction', min_cluster_size=10, "
+              "sample=1500).cluster(v))")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "vectors.npy"), str(tmp_path / "again.npy")],
+                   check=True, env=env, timeout=600)
+    assert np.array_equal(np.load(tmp_path / "again.npy"), labels)

@@ -9,9 +9,17 @@ import pytest
 import yaml
 from datasets import load_from_disk
 
-from hf_divsft.measure import MeasureConfig, measure_dataset
+from hf_divsft.config import MeasureConfig
+from hf_divsft.measure import measure_dataset
 from hf_divsft.measurements import MEASUREMENTS, measurement_path
-from hf_divsft.metrics import METRICS, compression_ratio, ngram_ratio, self_bleu, sequence_length, token_entropy
+from hf_divsft.metrics import (
+    METRICS,
+    compression_ratio,
+    ngram_ratio,
+    self_bleu,
+    sequence_length,
+    token_entropy,
+)
 from hf_divsft.tokenization import load_tokenizer
 
 from .conftest import error_line, read_manifest, run_divsft
@@ -35,7 +43,7 @@ def test_manifest_holds_all_six_metrics_for_both_components(micro_build):
     for entry in manifest["levels"]:
         assert set(entry["metrics"]) == {"instruction", "response"}
         for component in entry["metrics"].values():
-            assert tuple(component) == METRICS
+            assert tuple(component) == tuple(METRICS)
             assert all(isinstance(metric["value"], float) for metric in component.values())
 
 
@@ -87,7 +95,8 @@ def test_measure_on_a_data_file_equals_the_metric_functions(pool_file, tmp_path)
 def test_measure_rejects_bad_input_with_one_line_and_no_output(micro_build, tmp_path):
     out = tmp_path / "m.json"
     cases = {
-        ("--components", "instructions"): "--components instructions: choose from instruction, response",
+        ("--components", "instructions"): "--components instructions: unknown; choose one of 'instruction' or "
+                                          "'response'",
         ("--max-n", "0"): "--max-n 0: must be at least 1",
     }
     for flags, message in cases.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hf_divsft import TypeSelector, load_pool
-from hf_divsft.build import PAPER_LEVELS
+from hf_divsft.config import PAPER_LEVELS
 from hf_divsft.strategies import MesoTypes, TagNormalizer
 from hf_divsft.strategies.meso import rule_key
 from hf_divsft.tagging import SpacyTagger, TagParseError, parse_tags
@@ -82,3 +82,59 @@ def test_meso_types_drive_the_shared_selector(meso_typed):
     for selection in chosen:
         assert len(set(selection.indices.tolist())) == SIZE
         assert selection.type_count_ratio is not None
+
+
+def test_association_merges_are_fp_growths_rules(pool_file, monkeypatch):
+    """The sparse co-occurrence count gives exactly the merges of mlxtend's FP-Growth and association rules
+    (2-itemsets, support >= alpha rows, both directions at the confidence threshold), on real tags."""
+    import numpy as np
+    import pandas as pd
+    from mlxtend.frequent_patterns import association_rules, fpgrowth
+    from scipy import sparse
+
+    from hf_divsft.data import arrow_column
+    from hf_divsft.tagging import TagColumn
+
+    tags = arrow_column(TagColumn("instruction", SpacyTagger()).apply(load_pool(str(pool_file))), "instruction_tags")
+    normalizer = TagNormalizer(alpha=3, similarity=0.9, association=0.6)
+    seen = {}
+    merge = TagNormalizer._merge_associated
+
+    def capture(self, kept, cluster, pair_rows, pair_keys):
+        seen["inputs"], seen["merged"] = (kept, cluster, pair_rows, pair_keys), merge(self, kept, cluster,
+                                                                                    pair_rows, pair_keys)
+        return seen["merged"]
+
+    monkeypatch.setattr(TagNormalizer, "_merge_associated", capture)
+    normalizer.fit(tags)
+    kept, cluster, pair_rows, pair_keys = seen["inputs"]
+    items = sorted(set(cluster))
+    column = dict(zip(kept.tolist(), (items.index(c) for c in cluster)))
+    per_row: dict[int, set] = {}
+    for row, key in zip(pair_rows.tolist(), pair_keys.tolist()):
+        if key in column:
+            per_row.setdefault(row, set()).add(column[key])
+    rows = [sorted(r) for r in per_row.values() if len(r) > 1]
+    indptr = np.cumsum([0] + [len(r) for r in rows])
+    onehot = sparse.csr_matrix((np.ones(indptr[-1], dtype=bool), np.concatenate(rows), indptr),
+                               shape=(len(rows), len(items)))
+    frequent = fpgrowth(pd.DataFrame.sparse.from_spmatrix(onehot, columns=items), min_support=3 / len(rows),
+                        use_colnames=True, max_len=2)
+    rules = association_rules(frequent, metric="confidence", min_threshold=0.6)
+    one_way = {(next(iter(a)), next(iter(b))) for a, b in zip(rules["antecedents"], rules["consequents"])}
+    both_ways = {frozenset(pair) for pair in one_way if pair[::-1] in one_way}
+    assert both_ways, "the test needs some merges to compare"
+    parent = {c: c for c in items}
+
+    def find(c):
+        while parent[c] != c:
+            c = parent[c]
+        return c
+
+    for a, b in (tuple(pair) for pair in both_ways):
+        parent[find(a)] = find(b)
+    expected = {frozenset(c for c in items if find(c) == root) for root in {find(c) for c in items}}
+    groups: dict[int, set] = {}
+    for before, after in zip(cluster, seen["merged"]):
+        groups.setdefault(after, set()).add(before)
+    assert {frozenset(group) for group in groups.values()} == expected

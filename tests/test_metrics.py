@@ -47,6 +47,8 @@ def test_ngram_orders_longer_than_every_text_are_left_out():
 
 def test_identical_texts_give_self_bleu_100_and_disjoint_texts_0():
     assert self_bleu(["the cat sat on the mat"] * 4)["value"] == pytest.approx(100.0)
+    for words in ("yes", "thank you", "see you soon"):  # shorter than 4 words: scored on the orders they have
+        assert self_bleu([words] * 3)["value"] == pytest.approx(100.0)
     assert self_bleu(["alpha beta gamma delta", "one two three four", "red green blue white"])["value"] == 0.0
     assert self_bleu(["only one text"])["value"] is None
 
@@ -72,13 +74,17 @@ def test_embedding_distance_of_identical_vectors_is_zero_and_of_opposite_ones_tw
     assert embedding_distance(np.ones((5, 8)))["value"] == pytest.approx(0.0, abs=1e-12)
     assert embedding_distance(np.array([[1.0, 0.0], [-1.0, 0.0]]))["value"] == pytest.approx(2.0)
     assert embedding_distance(np.ones((1, 8)))["value"] is None
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # identical random vectors: rounding must not push the distance below 0
+        assert embedding_distance(np.tile(rng.normal(size=(1, 384)), (7, 1)))["value"] >= 0.0
 
 
 # ---- independent implementations ------------------------------------------------------------------
 
 @pytest.mark.parametrize("component", ["instruction", "response"])
 def test_self_bleu_equals_nltk_sentence_bleu_against_all_other_texts(real_texts, component):
-    """Texygen's definition, computed by NLTK one hypothesis at a time; tolerance 1e-9 (float rounding)."""
+    """Texygen's definition, computed by NLTK one hypothesis at a time (auto_reweigh: a text shorter than 4
+    words is scored on the n-gram orders it has); tolerance 1e-9 (float rounding)."""
     from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
     texts = real_texts[component][:60] + real_texts[component][200:]
@@ -87,7 +93,8 @@ def test_self_bleu_equals_nltk_sentence_bleu_against_all_other_texts(real_texts,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # NLTK warns about hypotheses without 4-grams; the score still counts
         nltk_scores = [
-            sentence_bleu([w for j, w in enumerate(words) if j != i], words[i], smoothing_function=smoothing)
+            sentence_bleu([w for j, w in enumerate(words) if j != i], words[i], smoothing_function=smoothing,
+                          auto_reweigh=True)
             for i in range(len(words))
         ]
     expected = 100 * float(np.mean(nltk_scores))

@@ -224,13 +224,18 @@ def _fake_hub(hub: HubRepo, repo_id: str, api) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--repo", "no-slash", "--version", "1.0.0"), "--repo no-slash: give ORG/NAME, e.g. my-org/sft-diversity"),
-        (("--repo", REPO, "--version", "1.0"), "--version 1.0: give X.Y.Z, e.g. 1.0.0 (it is tagged vX.Y.Z)"),
+        (("--repo", "no-slash", "--version", "1.0.0"), "--repo no-slash: give ORG/NAME of letters, digits, '-', "
+                                                        "'_' or '.', e.g. my-org/sft-diversity"),
+        (("--repo", "../..", "--version", "1.0.0"), "--repo ../..: give ORG/NAME"),
+        (("--repo", "a/b/c", "--version", "1.0.0"), "--repo a/b/c: give ORG/NAME"),
+        (("--repo", REPO, "--version", "1.0"), "--version 1.0: give X.Y.Z without leading zeros, e.g. 1.0.0 "
+                                                "(it is tagged vX.Y.Z)"),
+        (("--repo", REPO, "--version", "01.0.0"), "--version 01.0.0: give X.Y.Z without leading zeros"),
     ],
 )
 def test_bad_repo_or_version_fails_in_one_line(builds, tmp_path, args, message):
     result = run_divsft("publish", builds["response-micro"], *args, "--hub-dir", tmp_path / "hub")
-    assert result.returncode == 2 and error_line(result.stderr) == f"error: {message}"
+    assert result.returncode == 2 and error_line(result.stderr).startswith(f"error: {message}")
     assert not (tmp_path / "hub").exists()
 
 
@@ -287,3 +292,23 @@ def test_a_rebuilt_strategy_with_fewer_levels_drops_the_old_shards_from_main_onl
     assert not any(path.startswith("data/response_micro_d000/") for path in new)
     assert "data/instruction_micro_d000/train-00000-of-00001.parquet" in new  # other strategies untouched
     assert "data/response_micro_d000/train-00000-of-00001.parquet" in git(hub_dir, "ls-tree", "-r", "--name-only", "v1.0.0")
+
+
+def test_a_build_whose_rows_were_edited_after_the_build_is_refused(builds, tmp_path):
+    """Only ids were hashed once: an edited text now changes rows_sha256, and publish checks it."""
+    import shutil
+
+    edited = tmp_path / "edited"
+    shutil.copytree(builds["response-micro"], edited)
+    level = edited / "response_micro_d100"
+    rows = load_from_disk(str(level))
+    rows = rows.map(lambda row, i: {"response": row["response"] + " (edited)" if i == 3 else row["response"]},
+                    with_indices=True, keep_in_memory=True)
+    shutil.rmtree(level)
+    rows.save_to_disk(str(level))
+    result = run_divsft("publish", edited, "--repo", REPO, "--version", "1.0.0", "--hub-dir", tmp_path / "hub")
+    assert result.returncode == 2
+    assert error_line(result.stderr) == (
+        f"error: {level}: its rows were edited after the build (rows_sha256 differs); rebuild it"
+    )
+    assert not (tmp_path / "hub").exists()

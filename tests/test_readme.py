@@ -10,7 +10,7 @@ from .conftest import REPO
 
 
 def readme_example() -> str:
-    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.DOTALL)
     examples = [block for block in blocks if "TypeSelector" in block]
     assert len(examples) == 1
     return examples[0]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hf_divsft import DivsftError, MicroTypes, TypeSelector, load_pool
-from hf_divsft.build import PAPER_LEVELS
+from hf_divsft.config import PAPER_LEVELS
 
 SIZE = 400
 
@@ -120,3 +120,51 @@ def test_heap_pruning_matches_the_naive_rescan(seed):
     selector = TypeSelector(types, seed=seed)
     expected = naive_pool_sizes(types, selector._tiebreak, selector.type_ids)
     assert [selector.pool_size(k) for k in range(selector.num_types + 1)] == expected
+
+
+def reference_selection(types: list[list[int]], seed: int, level: float, size: int) -> list[int]:
+    """Algorithm 2 written plainly (the pure-Python selector this one replaced): serve the kept type with the
+    fewest selected samples (ties by the seeded rank), taking among its next 8 unselected candidates, in
+    seeded random order, the one that brings the most unrepresented types, then crowds frequent ones least."""
+    import heapq
+
+    selector = TypeSelector(types, seed=seed)  # Algorithm 1 and the queue order are checked above
+    k = selector.k_for_level(level, size)
+    dense = {int(t): i for i, t in enumerate(selector.type_ids)}
+    row_types = [sorted({dense[t] for t in row}) for row in types]
+    rng = np.random.default_rng([seed, k])
+    candidates = selector.candidates(k)
+    pairs = [(t, row) for t in range(selector.num_types) for row in candidates.tolist() if t in row_types[row]]
+    keys = rng.random(len(pairs))
+    queues: dict[int, list[int]] = {}
+    for (t, row), _ in sorted(zip(pairs, keys), key=lambda item: (item[0][0], item[1])):
+        queues.setdefault(t, []).append(row)
+    rank = selector._tiebreak.tolist()
+    count = [0] * selector.num_types
+    heap = [(0, rank[t], t) for t in selector.kept_types(k).tolist() if queues.get(t)]
+    heapq.heapify(heap)
+    chosen: list[int] = []
+    while len(chosen) < size and heap:
+        c, r, t = heapq.heappop(heap)
+        if c != count[t]:
+            heapq.heappush(heap, (count[t], r, t))
+            continue
+        waiting = [row for row in queues[t] if row not in chosen][:8]
+        if not waiting:
+            continue
+        best = min(waiting, key=lambda row: (-sum(count[u] == 0 for u in row_types[row]),
+                                             max(count[u] for u in row_types[row]), waiting.index(row)))
+        chosen.append(best)
+        for u in row_types[best]:
+            count[u] += 1
+        heapq.heappush(heap, (count[t], r, t))
+    return sorted(chosen)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_compiled_sampling_matches_the_plain_reference(seed):
+    rng = np.random.default_rng(100 + seed)
+    types = [rng.integers(0, 60, rng.integers(0, 7)).tolist() for _ in range(500)]  # repeats and empty rows too
+    selector = TypeSelector(types, seed=seed)
+    for level in (0, 33, 67, 100):
+        assert selector.select(level, 120).indices.tolist() == reference_selection(types, seed, level, 120)

@@ -1,8 +1,9 @@
 """Evaluation: generate answers to AlpacaEval 2.0 + Arena-Hard prompts, judge them, summarise."""
 
+from ..config import EvalConfig
 from .evalset import DEFAULT_EVAL_SET, EVAL_CONFIGS, load_eval_set
 from .judges import PairwiseJudge, parse_verdict, reference_nll
-from .run import EvalConfig, evaluate_model
+from .run import evaluate_model
 
 __all__ = [
     "DEFAULT_EVAL_SET", "EVAL_CONFIGS", "EvalConfig", "PairwiseJudge", "evaluate_model", "load_eval_set",

@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import numpy as np
-from datasets import Dataset, concatenate_datasets, load_dataset
+from datasets import Dataset, concatenate_datasets
 
 from ..assets import DEFAULT_EVAL_SET
-from ..errors import DivsftError, reason
-
-EVAL_CONFIGS = ("alpaca_eval", "arena_hard")
+from ..config import EVAL_CONFIGS
+from ..data import local_or_hub, read_dataset
+from ..errors import DivsftError
 
 
 def load_eval_set(source: str = DEFAULT_EVAL_SET, configs=EVAL_CONFIGS, limit: int | None = None,
                   seed: int = 0) -> Dataset:
     """Rows `id`, `config`, `instruction`, `reference`; with `limit`, a seeded sample spread over the configs."""
     parts = []
+    try:
+        local_or_hub(source)
+    except DivsftError as err:
+        raise DivsftError(f"--eval-set {err}") from None
     for config in configs:
         try:
-            part = load_dataset(source, config, split="test")
-        except Exception as err:
-            raise DivsftError(f"--eval-set {source}: cannot load config {config!r} "
-                              f"({reason(err)})") from err
+            part = read_dataset(source, "test", config)
+        except DivsftError as err:
+            raise DivsftError(f"--eval-set {source}: cannot load config {config!r} ({err})") from None
         missing = {"id", "instruction", "reference"} - set(part.column_names)
         if missing:
             raise DivsftError(f"--eval-set {source}/{config}: missing column(s) {', '.join(sorted(missing))}")

@@ -2,77 +2,46 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
 from importlib.metadata import version
-from pathlib import Path
 
 import numpy as np
 
 from .. import __version__
-from ..artifacts import check_free, staged_dir, write_json
 from ..chat import JsonCache
-from ..errors import DivsftError
-from ..models import DEFAULT_MODEL
-from .evalset import DEFAULT_EVAL_SET, EVAL_CONFIGS, load_eval_set
+from ..config import EvalConfig
+from ..formats.eval_run import check_eval_output, read_training_subset, write_eval_run
+from ..models import check_adapter, check_model
+from .evalset import load_eval_set
 from .generate import generate_answers
 from .judges import PairwiseJudge, bootstrap_ci, item_scores, make_chat, reference_nll
 
-JUDGES = ("reference-nll", "pairwise")
-
-
-@dataclass
-class EvalConfig:
-    """Every knob of an evaluation; the CLI flags and Python share it."""
-
-    out: str
-    model: str = DEFAULT_MODEL
-    adapter: str | None = None
-    eval_set: str = DEFAULT_EVAL_SET
-    configs: list[str] = field(default_factory=lambda: list(EVAL_CONFIGS))
-    judge: str = "reference-nll"
-    judge_model: str | None = None
-    judge_base_url: str | None = None
-    judge_max_tokens: int = 512
-    judge_retries: int = 1
-    judge_cache: str | None = None
-    limit: int | None = None
-    seed: int = 0
-    max_new_tokens: int = 512
-    batch_size: int = 8
-    overwrite: bool = False
-
-    def __post_init__(self):
-        if self.judge not in JUDGES:
-            raise DivsftError(f"--judge {self.judge}: choose one of {', '.join(JUDGES)}")
-        if self.judge == "pairwise" and not self.judge_model:
-            raise DivsftError("--judge pairwise needs --judge-model (and --judge-base-url for a server)")
-        if self.limit is not None and self.limit < 1:
-            raise DivsftError(f"--limit {self.limit}: give a positive number of prompts")
-
 
 def evaluate_model(config: EvalConfig) -> dict:
-    out = Path(config.out)
-    check_free(out, config.overwrite)
+    check_eval_output(config.out, config.overwrite, inputs=[config.model, config.adapter, config.eval_set])
+    check_model(config.model)
+    if config.adapter:
+        check_adapter(config.adapter)
+    subset = read_training_subset(config.adapter) or read_training_subset(config.model)
     prompts = load_eval_set(config.eval_set, config.configs, config.limit, config.seed)
+    judge = None
+    if config.judge == "pairwise":
+        cache = JsonCache("judgments", config.judge_cache) if config.judge_cache else None
+        chat = make_chat(config.judge_model, config.judge_base_url)
+        chat.check()  # an endpoint that is down or refuses the key: one line now, not after generating
+        judge = PairwiseJudge(chat, config.judge_max_tokens, config.judge_retries, cache=cache)
     items = prompts.to_list()
     answers = generate_answers(config.model, [i["instruction"] for i in items], config.adapter,
                                config.max_new_tokens, config.batch_size)
     for item, answer in zip(items, answers):
         item.update(answer)
-    if config.judge == "pairwise":
-        cache = JsonCache("judgments", config.judge_cache) if config.judge_cache else None
-        chat = make_chat(config.judge_model, config.judge_base_url)
-        judge = PairwiseJudge(chat, config.judge_max_tokens, config.judge_retries, cache=cache)
+    if judge:
         judgments, result = _pairwise(judge, items, config.seed)
     else:
         judgments, result = _reference_nll(config, items)
-    summary = {**result, **_provenance(config, items)}
-    with staged_dir(out, overwrite=config.overwrite) as staging:
-        fields = ("id", "config", "instruction", "reference", "output", "tokens")
-        _write_jsonl(staging / "generations.jsonl", [{key: item[key] for key in fields} for item in items])
-        _write_jsonl(staging / "judgments.jsonl", judgments)
-        write_json(staging / "summary.json", summary)
+    summary = {**result, **_provenance(config, items), "subset": subset.model_dump() if subset else None}
+    fields = ("id", "config", "instruction", "reference", "output", "tokens")
+    write_eval_run(config.out, config.overwrite, [{key: item[key] for key in fields} for item in items], judgments,
+                   summary)
     return summary
 
 
@@ -117,7 +86,6 @@ def _provenance(config: EvalConfig, items: list[dict]) -> dict:
     return {
         "model": config.model,
         "adapter": config.adapter,
-        "subset": _training_subset(config),
         "eval_set": config.eval_set,
         "configs": sorted({item["config"] for item in items}),
         "limit": config.limit,
@@ -126,18 +94,3 @@ def _provenance(config: EvalConfig, items: list[dict]) -> dict:
         "mean_output_tokens": float(np.mean([item["tokens"] for item in items])),
         "versions": {name: version(name) for name in ("transformers", "torch", "datasets")} | {"hf_divsft": __version__},
     }
-
-
-def _training_subset(config: EvalConfig) -> dict | None:
-    """What `divsft train` recorded about the subset the model (or adapter) was trained on, if anything."""
-    for folder in (config.adapter, config.model):
-        record = Path(folder) / "training_subset.json" if folder else None
-        if record and record.is_file():
-            return json.loads(record.read_text())
-    return None
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    with path.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")

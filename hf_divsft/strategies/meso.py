@@ -10,16 +10,20 @@ cluster is one type.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from datasets import Dataset, Features, List, Value
 
+from ..arrays import distinct_pairs
+from ..assets import DEFAULT_EMBEDDER
+from ..columns import map_batches
 from ..data import arrow_column
-from ..embedding import DEFAULT_EMBEDDER, load_embedder
+from ..embedding import load_embedder
 from ..errors import DivsftError
-from ..tagging import LLMTagger, SpacyTagger, TagColumn
+from ..tagging import LLMTagger, SpacyTagger, TagColumn, make_tagger
 
 
 def rule_key(tag: str, stem=None) -> str:
@@ -58,35 +62,43 @@ class TagTypes:
 
 @dataclass
 class TagNormalizer:
-    """InsTag's normalisation, fitted on the tags of a whole pool."""
+    """InsTag's normalisation, fitted on the tags of a whole pool.
+
+    It works on integer codes: each distinct tag is stemmed once, and supports and co-occurrences are
+    counted over (row, key) pairs with NumPy and SciPy, so a million-row pool costs no Python object per tag.
+    """
 
     alpha: int = 20
     similarity: float = 0.85
     association: float = 0.95
     embedder: str = DEFAULT_EMBEDDER
 
-    def fit(self, tag_lists: list[list[str]]) -> TagVocabulary:
+    def fit(self, tags) -> TagVocabulary:
+        """`tags`: one list of tags per row (an Arrow list column, or Python lists)."""
         from nltk.stem import PorterStemmer
 
         stem = PorterStemmer().stem
-        # Stem each distinct tag once: a pool repeats the same few thousand tags hundreds of times.
-        key_of = {tag: rule_key(tag, stem) for tag in {tag for tags in tag_lists for tag in tags}}
-        key_lists = [{key_of[tag] for tag in tags} - {""} for tags in tag_lists]
-        surface = Counter((key_of[tag], tag) for tags in tag_lists for tag in set(tags))
-        support = Counter(key for keys in key_lists for key in keys)
-        keys = sorted(key for key, n in support.items() if n >= self.alpha)
-        if not keys:
+        rows, tag_codes, distinct_tags = _tag_pairs(tags)
+        key_names, key_of_tag = np.unique([rule_key(tag, stem) for tag in distinct_tags], return_inverse=True)
+        key_of_tag = key_of_tag.astype(np.int64)
+        blank = np.flatnonzero(key_names == "")
+        pair_rows, pair_keys = distinct_pairs(rows, key_of_tag[tag_codes])
+        if len(blank):  # a tag of punctuation only has no key
+            real = pair_keys != blank[0]
+            pair_rows, pair_keys = pair_rows[real], pair_keys[real]
+        support = np.bincount(pair_keys, minlength=len(key_names))
+        kept = np.flatnonzero(support >= self.alpha)  # key_names are sorted, so keys stay in sorted order
+        if not len(kept):
             raise DivsftError(f"no tag is seen in {self.alpha} or more samples; lower --tag-alpha")
-        label_of = {}
-        for (key, tag), _ in surface.most_common():
-            label_of.setdefault(key, tag)
-        cluster = self._semantic_clusters([label_of[key] for key in keys])
-        cluster = self._merge_associated(keys, cluster, key_lists)
+        label_of = _most_common_surface(rows, tag_codes, key_of_tag, distinct_tags)
+        keys = key_names[kept].tolist()
+        cluster = self._semantic_clusters([label_of[k] for k in kept.tolist()])
+        cluster = self._merge_associated(kept, cluster, pair_rows, pair_keys)
         dense = {c: i for i, c in enumerate(dict.fromkeys(cluster))}
         key_to_type = {key: dense[c] for key, c in zip(keys, cluster)}
         labels = [""] * len(dense)
-        for key in sorted(keys, key=lambda k: -support[k]):  # the most common tag names its cluster
-            labels[key_to_type[key]] = labels[key_to_type[key]] or label_of[key]
+        for index in sorted(range(len(keys)), key=lambda i: -support[kept[i]]):  # the most common tag names it
+            labels[key_to_type[keys[index]]] = labels[key_to_type[keys[index]]] or label_of[kept[index]]
         return TagVocabulary(key_to_type, labels)
 
     def _semantic_clusters(self, phrases: list[str]) -> list[int]:
@@ -96,29 +108,31 @@ class TagNormalizer:
         labels = DBSCAN(eps=1.0 - self.similarity, min_samples=1, metric="cosine").fit_predict(vectors)
         return labels.tolist()
 
-    def _merge_associated(self, keys: list[str], cluster: list[int], key_lists) -> list[int]:
-        """Union clusters A and B when both rules A -> B and B -> A hold with this confidence."""
-        import pandas as pd
-        from mlxtend.frequent_patterns import association_rules, fpgrowth
+    def _merge_associated(self, kept: np.ndarray, cluster: list[int], pair_rows, pair_keys) -> list[int]:
+        """Union clusters A and B when both rules A -> B and B -> A hold with this confidence.
+
+        These are FP-Growth's rules between 2-itemsets of clusters, over the rows that hold two or more kept
+        clusters: support counts at least alpha, confidence support(AB) / support(A). With 2-itemsets they are
+        pair co-occurrence counts, computed here as one sparse product.
+        """
         from scipy import sparse
 
-        index = {key: i for i, key in enumerate(keys)}
-        items = sorted(set(cluster))
-        column = {c: j for j, c in enumerate(items)}
-        rows = [sorted({column[cluster[index[k]]] for k in keys_ if k in index}) for keys_ in key_lists]
-        rows = [r for r in rows if len(r) > 1]
-        if not rows:
+        column_of_key = np.full(int(pair_keys.max(initial=0)) + 1, -1, dtype=np.int64)
+        items = np.unique(cluster)
+        column_of_key[kept] = np.searchsorted(items, cluster)
+        columns = column_of_key[pair_keys]
+        rows, columns = distinct_pairs(pair_rows[columns >= 0], columns[columns >= 0])
+        many = np.bincount(rows, minlength=int(rows.max(initial=-1)) + 1) > 1
+        rows, columns = rows[many[rows]], columns[many[rows]]
+        transactions = int(np.count_nonzero(many))
+        if not transactions:
             return cluster
-        indptr = np.cumsum([0] + [len(r) for r in rows])
-        onehot = sparse.csr_matrix(
-            (np.ones(indptr[-1], dtype=bool), np.concatenate(rows), indptr), shape=(len(rows), len(items))
-        )
-        frame = pd.DataFrame.sparse.from_spmatrix(onehot, columns=items)
-        frequent = fpgrowth(frame, min_support=self.alpha / len(rows), use_colnames=True, max_len=2)
-        if frequent.empty or (frequent["itemsets"].map(len) == 2).sum() == 0:
-            return cluster
-        rules = association_rules(frequent, metric="confidence", min_threshold=self.association)
-        parent = {c: c for c in items}
+        onehot = sparse.csr_matrix((np.ones(len(rows)), (np.unique(rows, return_inverse=True)[1], columns)),
+                                   shape=(transactions, len(items)))
+        together = (onehot.T @ onehot).tocoo()
+        count = np.asarray(onehot.sum(axis=0)).ravel()
+        min_support = self.alpha / transactions
+        parent = {c: c for c in items.tolist()}
 
         def find(c):
             while parent[c] != c:
@@ -126,11 +140,38 @@ class TagNormalizer:
                 c = parent[c]
             return c
 
-        one_way = {(next(iter(a)), next(iter(b))) for a, b in zip(rules["antecedents"], rules["consequents"])}
+        one_way = set()
+        for a, b, ab in zip(together.row, together.col, together.data):
+            # FP-Growth's float arithmetic: supports are fractions of the transactions
+            if a != b and ab / transactions >= min_support and (ab / transactions) / (count[a] / transactions) \
+                    >= self.association:
+                one_way.add((int(a), int(b)))
         for a, b in one_way:
             if (b, a) in one_way:
-                parent[find(a)] = find(b)
+                parent[find(int(items[a]))] = find(int(items[b]))
         return [find(c) for c in cluster]
+
+
+def _tag_pairs(tags) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(row of each tag, its code, the distinct tags in order of first appearance) from a list column."""
+    array = tags if isinstance(tags, (pa.Array, pa.ChunkedArray)) else pa.array(list(tags), pa.list_(pa.string()))
+    array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    rows = np.asarray(pc.list_parent_indices(array), dtype=np.int64)
+    encoded = pc.dictionary_encode(pc.list_flatten(array))
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    return rows, np.asarray(encoded.indices, dtype=np.int64), encoded.dictionary.to_pylist()
+
+
+def _most_common_surface(rows, tag_codes, key_of_tag, distinct_tags) -> dict[int, str]:
+    """Per key, its most common spelling over the rows (ties: the one seen first)."""
+    pair_rows, pair_tags = distinct_pairs(rows, tag_codes)  # a tag counts once per row
+    counts = np.bincount(pair_tags, minlength=len(distinct_tags))
+    order = np.lexsort((np.arange(len(distinct_tags)), -counts))  # dictionary codes follow first appearance
+    label_of: dict[int, str] = {}
+    for code in order.tolist():
+        label_of.setdefault(int(key_of_tag[code]), distinct_tags[code])
+    return label_of
 
 
 @dataclass
@@ -142,19 +183,38 @@ class MesoTypes:
     normalizer: TagNormalizer = field(default_factory=TagNormalizer)
     vocabulary: TagVocabulary | None = field(default=None, init=False, repr=False)  # set by `fit`
 
+    @classmethod
+    def from_config(cls, component: str, config) -> MesoTypes:
+        options = {"model": config.tagger_model} if config.tagger != "spacy" else {}
+        if config.tagger == "openai":
+            options.update(base_url=config.base_url, concurrency=config.tagger_concurrency)
+        normalizer = TagNormalizer(config.tag_alpha, config.tag_similarity, config.tag_association, config.embedder)
+        return cls(component, make_tagger(config.tagger, **options), normalizer)
+
+    def check(self) -> None:
+        self.tagger.check()
+        load_embedder(self.normalizer.embedder)
+
+    def plan(self, rows: int) -> list[str]:
+        n = self.normalizer
+        return [f"tag the {self.component}s with {self.tagger.describe()['tagger']} ({rows:,} texts)",
+                f"normalise the tags: drop those in fewer than {n.alpha} rows, merge spellings, similar phrases "
+                f"(cosine >= {n.similarity}) and tags that imply each other (confidence >= {n.association})",
+                "give each row its tag clusters as types"]
+
     @property
     def tag(self) -> TagColumn:
         return TagColumn(self.component, self.tagger)
 
     def fit(self, ds: Dataset) -> TagTypes:
         column = self.tag.output_column
-        self.vocabulary = self.normalizer.fit(arrow_column(ds, column).to_pylist())
+        self.vocabulary = self.normalizer.fit(arrow_column(ds, column))
         return TagTypes(column, self.vocabulary)
 
     def add_types(self, ds: Dataset, num_proc: int | None = None) -> Dataset:
         ds = self.tag.apply(ds, num_proc=num_proc)
-        features = Features({**ds.features, "types": List(Value("int64"))})
-        return ds.map(self.fit(ds), batched=True, num_proc=num_proc, features=features, desc="Assigning meso types")
+        features = Features({**ds.features, "types": List(Value("int32"))})
+        return map_batches(ds, self.fit(ds), num_proc=num_proc, features=features, desc="Assigning meso types")
 
     def type_labels(self, typed: Dataset) -> dict[int, str]:
         """Each type is a cluster of tags: the first tag seen in it (set by `fit`)."""

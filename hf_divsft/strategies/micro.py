@@ -9,17 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from datasets import Dataset, Features, List, Value
 
-from ..arrays import distinct_pairs, row_pairs, to_list_array
+from ..arrays import distinct_pairs, row_pairs, text_blocks, to_list_array
+from ..assets import DEFAULT_TOKENIZER
+from ..columns import map_batches
+from ..config import PAPER_BAND
 from ..data import arrow_column
 from ..errors import DivsftError
-from ..tokenization import DEFAULT_TOKENIZER, TokenizeColumn, load_tokenizer
+from ..tokenization import TokenizeColumn, load_tokenizer
 
 PAPER_POOL_SIZE = 117_000
-PAPER_BAND = (10, 500)
 FREQUENCIES = ("occurrences", "samples")
 
 
@@ -30,9 +32,10 @@ class MidBandTypes:
     (`ds.with_format("arrow").map(fn, batched=True)`), which `MicroTypes.add_types` uses.
     """
 
-    def __init__(self, token_column: str, band_ids: np.ndarray):
+    def __init__(self, token_column: str, band_ids: np.ndarray, dtype: str = "int32"):
         self.token_column = token_column
         self.band_ids = np.sort(np.asarray(band_ids, dtype=np.int64))
+        self.dtype = dtype  # the tokenizer's: int32 ids, or the whitespace tokenizer's 63-bit word hashes
 
     def __call__(self, batch):
         if isinstance(batch, pa.Table):
@@ -43,7 +46,8 @@ class MidBandTypes:
         num_rows, rows, tokens = row_pairs(token_ids)
         slot = np.minimum(np.searchsorted(self.band_ids, tokens), max(len(self.band_ids) - 1, 0))
         in_band = self.band_ids[slot] == tokens if len(self.band_ids) else np.zeros(len(tokens), bool)
-        return to_list_array(num_rows, *distinct_pairs(rows[in_band], tokens[in_band]))
+        rows, tokens = distinct_pairs(rows[in_band], tokens[in_band])
+        return to_list_array(num_rows, rows, tokens.astype(self.dtype))
 
 
 @dataclass
@@ -67,6 +71,19 @@ class MicroTypes:
         if self.frequency not in FREQUENCIES:
             raise DivsftError(f"--frequency {self.frequency}: choose one of {', '.join(FREQUENCIES)}")
 
+    @classmethod
+    def from_config(cls, component: str, config) -> MicroTypes:
+        return cls(component, config.tokenizer, config.band, config.frequency, config.band_scale)
+
+    def check(self) -> None:
+        load_tokenizer(self.tokenizer)
+
+    def plan(self, rows: int) -> list[str]:
+        low, high = self.bounds(rows)
+        return [f"tokenize the {self.component}s with {self.tokenizer}",
+                f"count token {self.frequency} over the pool; a type is a token with {low:g} < count <= {high:g}",
+                "give each row its distinct mid-band tokens as types"]
+
     @property
     def tokenize(self) -> TokenizeColumn:
         return TokenizeColumn(self.component, self.tokenizer)
@@ -78,12 +95,9 @@ class MicroTypes:
     def fit(self, ds: Dataset) -> MidBandTypes:
         """Count token frequencies over the pool and return the map function that assigns types."""
         column = self.tokenize.output_column
-        _, rows, values = row_pairs(arrow_column(ds, column))
-        if self.frequency == "samples":
-            values = distinct_pairs(rows, values)[1]
-        ids, counts = np.unique(values, return_counts=True)
+        ids, counts = _token_counts(arrow_column(ds, column), distinct=self.frequency == "samples")
         low, high = self.bounds(ds.num_rows)
-        return MidBandTypes(column, ids[(counts > low) & (counts <= high)])
+        return MidBandTypes(column, ids[(counts > low) & (counts <= high)], load_tokenizer(self.tokenizer).id_dtype)
 
     def add_types(self, ds: Dataset, num_proc: int | None = None) -> Dataset:
         """Tokenize, fit the band on this pool, and add a `types` column (cached by fingerprint)."""
@@ -95,16 +109,15 @@ class MicroTypes:
                 f"no {self.component} token has {low:g} < count <= {high:g} in this pool of {ds.num_rows} "
                 "rows; widen --band or use --band-scale"
             )
-        features = Features({**ds.features, "types": List(Value("int64"))})
-        typed = ds.with_format("arrow").map(
-            assign, batched=True, num_proc=num_proc, features=features, desc="Assigning micro types"
-        )
+        features = Features({**ds.features, "types": List(Value(assign.dtype))})
+        typed = map_batches(ds.with_format("arrow"), assign, num_proc=num_proc, features=features,
+                            desc="Assigning micro types")
         return typed.with_format(ds.format["type"], **ds.format["format_kwargs"])
 
     def type_labels(self, typed: Dataset) -> dict[int, str]:
         """Each type is a token: its text."""
-        ids = pc.unique(pc.list_flatten(arrow_column(typed, "types"))).to_pylist()
-        texts = (text for batch in typed.select_columns(self.component).iter(1000) for text in batch[self.component])
+        ids = _token_counts(arrow_column(typed, "types"), distinct=False)[0].tolist()
+        texts = (text for block in text_blocks(arrow_column(typed, self.component)) for text in block)
         return load_tokenizer(self.tokenizer).labels(ids, texts)  # texts are read only for hashed words
 
     def describe(self) -> dict:
@@ -116,3 +129,24 @@ class MicroTypes:
             "frequency": self.frequency,
             "scale_band": self.scale_band,
         }
+
+
+def _token_counts(column: pa.ChunkedArray, distinct: bool, block: int = 1 << 24) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted token ids, their counts) over a token-id list column, read a few million ids at a time.
+
+    `distinct` counts each token once per row. Small ids (a tokenizer's vocabulary) are counted with a
+    bincount; large ones (hashed words) with a merge of per-block counts.
+    """
+    counts = pd.Series(dtype=np.int64)
+    pending, held = [], 0
+    for chunk in column.chunks:
+        _, rows, values = row_pairs(chunk)
+        pending.append(distinct_pairs(rows, values)[1] if distinct else values)
+        held += len(pending[-1])
+        if held >= block:
+            counts = counts.add(pd.Series(np.concatenate(pending)).value_counts(sort=False), fill_value=0)
+            pending, held = [], 0
+    if pending:
+        counts = counts.add(pd.Series(np.concatenate(pending)).value_counts(sort=False), fill_value=0)
+    counts = counts.sort_index()
+    return counts.index.to_numpy(dtype=np.int64), counts.to_numpy(dtype=np.int64)

@@ -4,19 +4,30 @@
     python app.py --results owner/results-repo    # or a Hub dataset repo holding one (HF_ENDPOINT applies)
 
 On a Space, set the variable DIVSFT_RESULTS instead of passing --results.
-Model outputs are untrusted: they are shown as Markdown with every HTML character escaped.
+Everything read from the results is untrusted (anyone can edit those files): the Compare view shows the
+HTML that `hf_divsft.explorer.untrusted_html` makes on the server (markdown-it's formatting elements only,
+no raw HTML, links or images) in gr.HTML, as is; tables, menus and checkboxes show plain text.
 """
 
 from __future__ import annotations
 
 import argparse
+import html
 import os
 import sys
 
 import gradio as gr
 
 from hf_divsft.errors import DivsftError
-from hf_divsft.explorer import NO_RESULTS, Results, load_results, types_figure
+from hf_divsft.explorer import (
+    NO_RESULTS,
+    Results,
+    load_results,
+    metrics_table,
+    preview,
+    type_counts,
+    types_figure,
+)
 
 MAX_COMPARED = 4  # answer columns in the Compare tab
 ANY = "any"
@@ -43,7 +54,7 @@ def overview_tab(results: Results) -> None:
 def compare_tab(results: Results) -> tuple:
     """Outputs side by side; returns the (function, inputs, outputs) that fills it when the page loads."""
     strategies = sorted({build.strategy for build in results.builds})
-    levels = sorted({entry["level"] for build in results.builds for entry in build.manifest["levels"]})
+    levels = sorted({entry.level for build in results.builds for entry in build.levels})
     with gr.Row():
         strategy = gr.Dropdown([ANY, *strategies], value=ANY, label="Strategy")
         level = gr.Dropdown([ANY, *map(str, levels)], value=ANY, label="Diversity level (%)")
@@ -53,13 +64,15 @@ def compare_tab(results: Results) -> tuple:
     runs = results.run_choices()
     chosen = gr.CheckboxGroup(runs, value=[name for _, name in runs[:2]], label="Models (runs) side by side",
                               elem_id="models")
-    header = gr.Markdown(elem_id="prompt-view")
+    # gr.HTML shows the server-made HTML as is; gr.Markdown would run its own Markdown, HTML and LaTeX on it
+    header = gr.HTML(elem_id="prompt-view")
     with gr.Row():
-        columns = [gr.Markdown(elem_id=f"answer-{i}", elem_classes="answer") for i in range(MAX_COMPARED)]
+        columns = [gr.HTML(elem_id=f"answer-{i}", elem_classes="answer") for i in range(MAX_COMPARED)]
 
     def show(prompt_id, names):
         if not prompt_id or not names:
-            return ["_pick a prompt and at least one model_"] + [gr.update(value="", visible=False)] * MAX_COMPARED
+            return (["<p><em>pick a prompt and at least one model</em></p>"]
+                    + [gr.update(value="", visible=False)] * MAX_COMPARED)
         text, blocks = results.answers(prompt_id, names[:MAX_COMPARED])
         blocks += [""] * (MAX_COMPARED - len(blocks))
         return [text] + [gr.update(value=block, visible=bool(block)) for block in blocks]
@@ -90,7 +103,7 @@ def subsets_tab(results: Results) -> tuple | None:
         return None
 
     def configs(name: str) -> list[str]:
-        return [entry["config"] for entry in results.build(name).manifest["levels"]]
+        return [entry.config for entry in results.build(name).levels]
 
     with gr.Row():
         strategy = gr.Dropdown(builds, value=builds[0], label="Build (strategy)", elem_id="subset-build")
@@ -107,14 +120,14 @@ def subsets_tab(results: Results) -> tuple | None:
 
     def search_rows(name, config, query):
         # while a new build's levels are being set, `config` can still name the old build's level
-        return results.build(name).preview(config, query) if config in configs(name) else gr.update()
+        return preview(results.build(name), config, query) if config in configs(name) else gr.update()
 
     def show(name, config, query):
         if config not in configs(name):
             return gr.update(), gr.update(), gr.update()
         build = results.build(name)
-        figure = types_figure(build.type_counts(config), f"{config}: types held by the most rows")
-        return build.metrics_table(config), figure, search_rows(name, config, query)
+        figure = types_figure(type_counts(build, config), f"{config}: types held by the most rows")
+        return metrics_table(build, config), figure, search_rows(name, config, query)
 
     strategy.change(pick_build, strategy, level)
     level.change(show, [strategy, level, search], [metrics, types, rows])
@@ -136,7 +149,8 @@ def build_app(results: Results) -> gr.Blocks:
         if results.empty:
             gr.Markdown(NO_RESULTS, elem_id="no-results")
             return app
-        gr.Markdown(f"Results: `{results.root}`: {len(results.builds)} builds, {len(results.runs)} eval runs.")
+        gr.HTML(f"<p>Results: <code>{html.escape(str(results.root))}</code>: {len(results.builds)} builds, "
+                f"{len(results.runs)} eval runs.</p>", elem_id="results-source")  # a path, shown as text
         with gr.Tabs():
             with gr.Tab("Overview"):
                 overview_tab(results)
@@ -156,7 +170,7 @@ def main() -> None:
     parser.add_argument("--results", default=os.environ.get("DIVSFT_RESULTS"),
                         help="a results folder or a Hub dataset repo id (default: $DIVSFT_RESULTS)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     args = parser.parse_args()
     try:
         results = load_results(args.results)

@@ -1,6 +1,6 @@
 """Compression ratio as an `evaluate` measurement (the computation is `hf_divsft.metrics.compression_ratio`)."""
 
-import hf_divsft.measurements as measurements
+from hf_divsft import measurements
 from hf_divsft.metrics import compression_ratio
 
 _DESCRIPTION = """\

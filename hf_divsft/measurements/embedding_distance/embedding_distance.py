@@ -1,7 +1,8 @@
 """Embedding distance as an `evaluate` measurement (the computation is `hf_divsft.metrics.embedding_distance`)."""
 
-import hf_divsft.measurements as measurements
-from hf_divsft.embedding import DEFAULT_EMBEDDER, embed_texts
+from hf_divsft import measurements
+from hf_divsft.assets import DEFAULT_EMBEDDER
+from hf_divsft.embedding import embed_texts
 from hf_divsft.metrics import embedding_distance
 
 _DESCRIPTION = """\

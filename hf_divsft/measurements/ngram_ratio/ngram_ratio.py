@@ -1,6 +1,6 @@
 """n-gram ratio as an `evaluate` measurement (the computation is `hf_divsft.metrics.ngram_ratio`)."""
 
-import hf_divsft.measurements as measurements
+from hf_divsft import measurements
 from hf_divsft.metrics import MAX_N, ngram_ratio
 
 _DESCRIPTION = """\

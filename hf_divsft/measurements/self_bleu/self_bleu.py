@@ -1,6 +1,6 @@
 """Self-BLEU as an `evaluate` measurement (the computation is `hf_divsft.metrics.self_bleu`)."""
 
-import hf_divsft.measurements as measurements
+from hf_divsft import measurements
 from hf_divsft.metrics import MAX_N, SELF_BLEU_SAMPLE, self_bleu
 
 _DESCRIPTION = """\

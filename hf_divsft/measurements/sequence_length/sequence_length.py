@@ -1,8 +1,9 @@
 """Sequence length as an `evaluate` measurement (the computation is `hf_divsft.metrics.sequence_length`)."""
 
-import hf_divsft.measurements as measurements
+from hf_divsft import measurements
+from hf_divsft.assets import DEFAULT_TOKENIZER
 from hf_divsft.metrics import sequence_length
-from hf_divsft.tokenization import DEFAULT_TOKENIZER, load_tokenizer
+from hf_divsft.tokenization import load_tokenizer
 
 _DESCRIPTION = """\
 Length of each text in tokens of an LLM tokenizer (by default SmolLM2's, bundled offline), summarised as

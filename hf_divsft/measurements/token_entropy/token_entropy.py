@@ -1,8 +1,9 @@
 """Token entropy as an `evaluate` measurement (the computation is `hf_divsft.metrics.token_entropy`)."""
 
-import hf_divsft.measurements as measurements
+from hf_divsft import measurements
+from hf_divsft.assets import DEFAULT_TOKENIZER
 from hf_divsft.metrics import token_entropy
-from hf_divsft.tokenization import DEFAULT_TOKENIZER, load_tokenizer
+from hf_divsft.tokenization import load_tokenizer
 
 _DESCRIPTION = """\
 Information entropy of a set of texts: the Shannon entropy, in bits, of the distribution of LLM tokens

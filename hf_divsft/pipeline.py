@@ -1,0 +1,156 @@
+"""`divsft build`: pool -> types -> one selector -> a saved subset per diversity level + manifest.json."""
+
+from __future__ import annotations
+
+import numpy as np
+from datasets import Dataset
+from tqdm.auto import tqdm
+
+from . import __version__
+from .config import BuildConfig, MeasureConfig
+from .conversations import chat_format, turn_counts
+from .data import Pool, arrow_column, pool_fingerprint, read_pool
+from .embedding import load_embedder
+from .errors import DivsftError
+from .formats.build_folder import check_build_output, staged_build
+from .measure import add_metric_features, measure_dataset
+from .select import Selection, TypeSelector
+from .strategies import COMPONENTS, Strategy
+from .tokenization import TokenizeColumn, load_tokenizer
+
+HELPER_SUFFIXES = ("_token_ids", "_embedding")  # big per-row features stay in the cache, not in subsets
+
+
+def build(config: BuildConfig) -> dict:
+    """Build every level of one strategy into `config.out`; returns the manifest it wrote (or the dry run's plan)."""
+    strategy = Strategy.parse(config.strategy)
+    extractor = _checked_extractor(strategy, config)
+    source = read_pool(config.pool, config.columns, config.split, config.skip_invalid)
+    if config.dry_run:
+        return plan(config, source, extractor)
+    pool = _length_band(source.rows, config) if config.response_tokens else source.rows
+    typed = extractor.add_types(pool, num_proc=config.num_proc)
+    selector = TypeSelector(arrow_column(typed, "types"), seed=config.seed)
+    levels = sorted(config.levels)
+    selections = [selector.select(level, config.size)
+                  for level in tqdm(levels, desc=f"Selecting {strategy.name} levels", unit="level")]
+    measuring = _measure_config(config)
+    metrics = _measure_levels(typed, selections, measuring) if measuring else [None] * len(levels)
+    manifest = _manifest(config, strategy, source, pool, selector, extractor, measuring)
+    subsets = typed.remove_columns([c for c in typed.column_names if c.endswith(HELPER_SUFFIXES)])
+    with staged_build(config.out, config.overwrite) as writer:
+        for selection, measured in zip(selections, metrics):
+            name = strategy.config_name(int(selection.level))
+            entry = _level_entry(name, selection, **writer.save_level(name, subsets.select(selection.indices)))
+            manifest["levels"].append({**entry, "metrics": measured} if measured else entry)
+        writer.finish(manifest, extractor.type_labels(typed))  # what each type id stands for
+    return manifest
+
+
+def _checked_extractor(strategy: Strategy, config: BuildConfig):
+    """The extractor, once the output location and every model or endpoint it needs are known to work."""
+    inputs = [config.pool, config.tokenizer, config.embedder, config.tagger_model]  # local models are inputs too
+    check_build_output(config.out, config.overwrite, inputs=inputs)  # before any expensive step
+    extractor = strategy.extractor(config)
+    extractor.check()  # a tokenizer that does not load, an endpoint that is down: fail before the pool
+    if config.metrics or config.response_tokens:
+        load_tokenizer(config.tokenizer)
+    if config.metrics:
+        load_embedder(config.embedder)
+    return extractor
+
+
+def _measure_levels(typed: Dataset, selections: list[Selection], measuring: MeasureConfig) -> list[dict]:
+    """The six metrics of every level, from features computed once for the rows any level holds."""
+    union = np.unique(np.concatenate([selection.indices for selection in selections]))
+    measured = add_metric_features(typed.select(union), measuring, keep_in_memory=True)
+    return [measure_dataset(measured.select(np.searchsorted(union, selection.indices)), measuring,
+                            keep_in_memory=True) for selection in selections]
+
+
+def _manifest(config: BuildConfig, strategy: Strategy, source: Pool, pool: Dataset, selector: TypeSelector,
+              extractor, measuring: MeasureConfig | None) -> dict:
+    return {
+        "pool": config.pool,
+        "pool_fingerprint": pool_fingerprint(pool),
+        "pool_rows": source.source_rows,
+        "chat_column": source.chat_column,
+        "skipped": source.skipped,
+        "strategy": strategy.name,
+        "size": config.size,
+        "seed": config.seed,
+        "types_total": selector.num_types,
+        "typed_rows": selector.typed_rows,
+        "extractor": extractor.describe(),
+        "response_tokens": list(config.response_tokens) if config.response_tokens else None,
+        "metrics_settings": measuring.settings() if measuring else None,
+        "hf_divsft_version": __version__,
+        "levels": [],
+    }
+
+
+def plan(config: BuildConfig, source: Pool, extractor, sample_rows: int = 2000) -> dict:
+    """What a build would do with this pool, from the pool and a seeded sample of it; nothing is written."""
+    pool = source.rows
+    tokenizer = load_tokenizer(config.tokenizer)
+    sample = pool.select(np.sort(np.random.default_rng(config.seed).permutation(pool.num_rows)[:sample_rows]))
+    components = {}
+    turns = (turn_counts(arrow_column(pool, source.chat_column), chat_format(
+        pool.features.arrow_schema.field(source.chat_column).type)) if source.chat_column else {})
+    for component in COMPONENTS:
+        lengths = [len(ids) for ids in tokenizer.encode_batch(sample[component][:])]
+        components[component] = {"turns": turns.get(component, pool.num_rows),
+                                 "tokens_estimate": int(round(np.mean(lengths) * pool.num_rows))}
+    steps = [f"read {config.pool}: {source.source_rows:,} rows"
+             + (f", {source.skipped['rows']:,} skipped" if source.skipped["rows"] else "")
+             + (f", conversations in '{source.chat_column}'" if source.chat_column else "")]
+    if config.response_tokens:
+        steps.append("keep rows whose response has {}..{} tokens".format(*config.response_tokens))
+    steps += extractor.plan(pool.num_rows)
+    if config.metrics:
+        steps.append(f"tokenize and embed both components for the six metrics ({config.embedder})")
+    steps += ["prune types once (Algorithm 1)",
+              f"select {len(config.levels)} levels ({_joined(sorted(config.levels))}%) of {config.size:,} rows "
+              "each (Algorithm 2)",
+              f"write {config.out}/<config>/ for each level, type_labels.json and manifest.json"]
+    return {"dry_run": True, "pool": config.pool, "rows": pool.num_rows, "source_rows": source.source_rows,
+            "skipped": source.skipped, "chat_column": source.chat_column, "components": components,
+            "tokens_estimated_from": sample.num_rows, "steps": steps}
+
+
+def _joined(values) -> str:
+    return ",".join(map(str, values))
+
+
+def _measure_config(config: BuildConfig) -> MeasureConfig | None:
+    """The metrics use the build's own tokenizer and embedder, so their feature columns are shared."""
+    if not config.metrics:
+        return None
+    return MeasureConfig(tokenizer=config.tokenizer, embedder=config.embedder, seed=config.seed,
+                         num_proc=config.num_proc)
+
+
+def _length_band(pool: Dataset, config: BuildConfig) -> Dataset:
+    """Keep rows whose response has MIN..MAX tokens (the paper's length-control ablation)."""
+    low, high = config.response_tokens
+    tokenized = TokenizeColumn("response", config.tokenizer).apply(pool, num_proc=config.num_proc)
+    lengths = np.asarray(arrow_column(tokenized, "response_token_ids").combine_chunks().value_lengths())
+    keep = np.flatnonzero((lengths >= low) & (lengths <= high))
+    if keep.size == 0:
+        raise DivsftError(f"--response-tokens {low},{high}: no pool response has that many tokens")
+    return tokenized.select(keep)
+
+
+def _level_entry(name: str, selection: Selection, ids_sha256: str, rows_sha256: str) -> dict:
+    return {
+        "level": int(selection.level),
+        "config": name,
+        "k": selection.k,
+        "candidates": selection.candidates,
+        "num_rows": len(selection.indices),
+        "types_covered": selection.types_covered,
+        "type_entropy": round(selection.type_entropy, 6),
+        "type_count_ratio": selection.type_count_ratio,
+        "ids_sha256": ids_sha256,
+        "rows_sha256": rows_sha256,
+    }
