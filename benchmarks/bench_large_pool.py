@@ -5,6 +5,11 @@
   peak RSS <= 6 GiB, Algorithm 1 + 7 levels of Algorithm 2 <= 60 s (per component).
 * scaling: the micro builds at 75K, 250K and 1M rows; the exponent of time in rows <= 1.1.
 * macro: `instruction-macro` with the static embedder at 1M rows: <= 20 min and <= 8 GiB peak RSS.
+* macro sample fit: on the shared pool, the adjusted Rand index between instruction types fitted on the
+  default 50,000-row sample (the rest assigned by neighbours) and types fitted on all rows.
+
+Builds run with `--no-metrics`: the six metrics are `bench_metrics.py`'s subject, and their cost does not
+grow with the pool (they read the selected rows only).
 
 Pools come from `make_large_pool.py` into --pools (generated once, never committed). Prints a table and
 writes benchmarks/results/large_pool.json.
@@ -22,7 +27,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, save
+from common import POOL, RESULTS, save
 from make_large_pool import make_pool
 
 ROWS = (75_636, 250_000, 1_000_000)
@@ -37,7 +42,25 @@ DRIVER = textwrap.dedent("""
     job = json.loads(sys.argv[1])
     start = time.perf_counter()
     record = {}
-    if job["kind"] == "tokenize":
+    if job["kind"] == "agreement":
+        import numpy as np
+        from sklearn.metrics import adjusted_rand_score
+        from hf_divsft.data import read_pool
+        from hf_divsft.embedding import embedding_matrix
+        from hf_divsft.strategies.macro import MacroTypes
+        pool = read_pool(job["pool"]).rows
+        labels = {}
+        for name, sample in (("sample", job["sample"]), ("full", pool.num_rows)):
+            macro = MacroTypes(job["component"], sample=sample)
+            vectors = embedding_matrix(macro.embed.apply(pool), macro.embed.output_column)
+            tick = time.perf_counter()
+            labels[name] = macro.cluster(vectors)
+            record[name] = {**macro.stats, "fit_s": round(time.perf_counter() - tick, 1)}
+        both = (labels["sample"] >= 0) & (labels["full"] >= 0)
+        record["ari_all_rows"] = adjusted_rand_score(labels["full"], labels["sample"])  # noise is one label
+        record["ari_clustered_in_both"] = adjusted_rand_score(labels["full"][both], labels["sample"][both])
+        record["clustered_in_both"] = int(both.sum())
+    elif job["kind"] == "tokenize":
         from hf_divsft.data import arrow_column, read_pool
         from hf_divsft.tokenization import load_tokenizer
         from hf_divsft.arrays import text_blocks
@@ -83,7 +106,7 @@ def micro_at(pool: Path, work: Path, rows: int, size: int) -> dict:
     builds = {}
     for strategy in ("response-micro", "instruction-micro"):
         config = {"pool": str(pool), "strategy": strategy, "out": str(work / f"{strategy}-{rows}"),
-                  "band_scale": True, "size": size}
+                  "band_scale": True, "size": size, "metrics": False}
         builds[strategy] = measure({"kind": "build", "config": config})
     build_s = sum(b["build_s"] for b in builds.values())
     return {"rows": rows, "baseline_s": round(base["wall_s"], 1), "baseline_rss_gib": round(base["peak_rss_gib"], 2),
@@ -99,6 +122,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=list(ROWS))
     parser.add_argument("--size", type=int, default=10_000, help="N, rows per subset")
     parser.add_argument("--skip-macro", action="store_true")
+    parser.add_argument("--skip-agreement", action="store_true", help="skip the shared pool's sample-vs-full ARI")
+    parser.add_argument("--agreement-pool", type=Path, default=POOL)
+    parser.add_argument("--agreement-sample", type=int, default=50_000, help="the default --macro-sample")
     parser.add_argument("--out", default=str(RESULTS / "large_pool.json"))
     args = parser.parse_args()
     args.pools.mkdir(parents=True, exist_ok=True)
@@ -120,11 +146,19 @@ def main() -> None:
     if not args.skip_macro:
         largest = max(args.rows)
         config = {"pool": str(pools[largest]), "strategy": "instruction-macro", "out": str(work / "macro"),
-                  "size": args.size}
+                  "size": args.size, "metrics": False}
         macro = measure({"kind": "build", "config": config})
         record["macro"] = {"rows": largest, **{k: round(v, 2) if isinstance(v, float) else v for k, v in macro.items()}}
         print(f"instruction-macro at {largest:,} rows: {macro['build_s']:.0f} s, peak {macro['peak_rss_gib']:.2f} GiB "
               f"(targets <= {TARGETS['macro_s']:.0f} s, <= {TARGETS['macro_rss_gib']} GiB)")
+    if not args.skip_agreement:
+        agreement = measure({"kind": "agreement", "pool": str(args.agreement_pool), "component": "instruction",
+                             "sample": args.agreement_sample})
+        record["macro_sample_agreement"] = {"pool": str(args.agreement_pool), "component": "instruction",
+                                            "sample": args.agreement_sample, **agreement}
+        print(f"shared pool, instruction types fitted on {args.agreement_sample:,} rows vs all: ARI {agreement['ari_all_rows']:.3f} "
+              f"over all rows, {agreement['ari_clustered_in_both']:.3f} over the {agreement['clustered_in_both']:,}"
+              " rows clustered in both")
     save(record, args.out, ("datasets", "tokenizers", "numba", "umap-learn", "fast_hdbscan"))
 
 

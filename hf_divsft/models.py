@@ -47,8 +47,8 @@ def check_model(name: str) -> str:
 
     from .data import local_or_hub
 
-    local_or_hub(name)  # a mistyped path fails at once, not after the Hub's timeouts
     try:
+        local_or_hub(name)  # a mistyped path fails at once, not after the Hub's timeouts
         AutoConfig.from_pretrained(name)
     except Exception as err:
         raise DivsftError(f"model {name!r}: not the bundled '{DEFAULT_MODEL}', a local model folder or a reachable "

@@ -32,8 +32,9 @@ def build(config: BuildConfig) -> dict:
     typed = extractor.add_types(pool, num_proc=config.num_proc)
     selector = TypeSelector(arrow_column(typed, "types"), seed=config.seed)
     levels = sorted(config.levels)
-    selections = [selector.select(level, config.size)
-                  for level in tqdm(levels, desc=f"Selecting {strategy.name} levels", unit="level")]
+    selector.k_min(config.size)  # a pool too small for --size fails here, not under a progress bar
+    with tqdm(levels, desc=f"Selecting {strategy.name} levels", unit="level") as bar:
+        selections = [selector.select(level, config.size) for level in bar]
     measuring = _measure_config(config)
     metrics = _measure_levels(typed, selections, measuring) if measuring else [None] * len(levels)
     manifest = _manifest(config, strategy, source, pool, selector, extractor, measuring)

@@ -53,7 +53,7 @@ def img(mark: str) -> str:
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "demo-results"
-    result = run_divsft("demo-results", "--out", out, cwd=REPO)
+    result = run_divsft("demo-results", "--out", out, cwd=REPO, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     return out
 

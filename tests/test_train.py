@@ -89,7 +89,8 @@ def test_accelerate_launch_runs_the_smoke_recipe_and_the_adapter_loads_and_gener
     ("extra", "message"),
     [
         (("--model_name_or_path", "/no/such/model"), "model '/no/such/model': not the bundled 'smollm2'"),
-        (("--dataset_config", "response_micro_d042"), "no subset config 'response_micro_d042'; --dataset_config is one of"),
+        (("--dataset_config", "response_micro_d042"),
+         "no subset config 'response_micro_d042'; choose one of response_micro_d000, response_micro_d100"),
     ],
 )
 def test_config_errors_fail_before_any_model_loads(builds, tmp_path, monkeypatch, extra, message):
