@@ -1,4 +1,5 @@
-"""Builds on million-row multi-turn chat pools (issue: real pools), each measured in a fresh process and cache.
+"""Builds on million-row multi-turn chat pools (issue: real pools), each measured in a fresh process and
+cache.
 
 * micro: `response-micro` + `instruction-micro` (7 levels, N=10,000, `--band-scale`) against loading the same
   pool and batch-tokenizing both components with the same tokenizer. Targets at 1M rows: ratio <= 1.5,
@@ -67,7 +68,8 @@ DRIVER = textwrap.dedent("""
         tokenizer = load_tokenizer()
         pool = read_pool(job["pool"]).rows
         for component in ("instruction", "response"):
-            record[component + "_tokens"] = sum(len(ids) for block in text_blocks(arrow_column(pool, component))
+            record[component + "_tokens"] = sum(len(ids)
+                                                for block in text_blocks(arrow_column(pool, component))
                                                 for ids in tokenizer.encode_batch(block))
     else:
         from hf_divsft import BuildConfig, TypeSelector, build
@@ -109,7 +111,8 @@ def micro_at(pool: Path, work: Path, rows: int, size: int) -> dict:
                   "band_scale": True, "size": size, "metrics": False}
         builds[strategy] = measure({"kind": "build", "config": config})
     build_s = sum(b["build_s"] for b in builds.values())
-    return {"rows": rows, "baseline_s": round(base["wall_s"], 1), "baseline_rss_gib": round(base["peak_rss_gib"], 2),
+    return {"rows": rows, "baseline_s": round(base["wall_s"], 1),
+            "baseline_rss_gib": round(base["peak_rss_gib"], 2),
             "tokens": {k: v for k, v in base.items() if k.endswith("_tokens")},
             "builds": builds, "build_s": round(build_s, 1), "ratio": round(build_s / base["wall_s"], 3),
             "peak_rss_gib": round(max(b["peak_rss_gib"] for b in builds.values()), 2),
@@ -117,12 +120,14 @@ def micro_at(pool: Path, work: Path, rows: int, size: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pools", type=Path, default=Path(tempfile.gettempdir()) / "divsft-large-pools")
     parser.add_argument("--rows", type=int, nargs="+", default=list(ROWS))
     parser.add_argument("--size", type=int, default=10_000, help="N, rows per subset")
     parser.add_argument("--skip-macro", action="store_true")
-    parser.add_argument("--skip-agreement", action="store_true", help="skip the shared pool's sample-vs-full ARI")
+    parser.add_argument("--skip-agreement", action="store_true",
+                        help="skip the shared pool's sample-vs-full ARI")
     parser.add_argument("--agreement-pool", type=Path, default=POOL)
     parser.add_argument("--agreement-sample", type=int, default=50_000, help="the default --macro-sample")
     parser.add_argument("--out", default=str(RESULTS / "large_pool.json"))
@@ -134,30 +139,34 @@ def main() -> None:
             make_pool(rows, path)
     work = Path(tempfile.mkdtemp(prefix="bench-builds-"))
     micro = [micro_at(pools[rows], work, rows, args.size) for rows in args.rows]
-    exponent = float(np.polyfit(np.log([m["rows"] for m in micro]), np.log([m["build_s"] for m in micro]), 1)[0]) \
-        if len(micro) > 1 else None
-    record = {"benchmark": "micro and macro builds on multi-turn chat pools", "targets": TARGETS, "micro": micro,
-              "scaling_exponent": round(exponent, 3) if exponent is not None else None}
-    print(f"{'rows':>9} {'load+tokenize s':>16} {'2 builds s':>11} {'ratio':>6} {'select s':>9} {'peak GiB':>9}")
+    exponent = float(np.polyfit(np.log([m["rows"] for m in micro]), np.log([m["build_s"] for m in micro]),
+                                1)[0]) if len(micro) > 1 else None
+    record = {"benchmark": "micro and macro builds on multi-turn chat pools", "targets": TARGETS,
+              "micro": micro, "scaling_exponent": round(exponent, 3) if exponent is not None else None}
+    print(f"{'rows':>9} {'load+tokenize s':>16} {'2 builds s':>11} {'ratio':>6} {'select s':>9} "
+          f"{'peak GiB':>9}")
     for m in micro:
-        print(f"{m['rows']:>9,} {m['baseline_s']:>16.1f} {m['build_s']:>11.1f} {m['ratio']:>6.2f} {m['select_s']:>9.1f} "
-              f"{m['peak_rss_gib']:>9.2f}")
+        print(f"{m['rows']:>9,} {m['baseline_s']:>16.1f} {m['build_s']:>11.1f} {m['ratio']:>6.2f} "
+              f"{m['select_s']:>9.1f} {m['peak_rss_gib']:>9.2f}")
     print(f"time ~ rows^{record['scaling_exponent']} (target <= {TARGETS['exponent']})")
     if not args.skip_macro:
         largest = max(args.rows)
         config = {"pool": str(pools[largest]), "strategy": "instruction-macro", "out": str(work / "macro"),
                   "size": args.size, "metrics": False}
         macro = measure({"kind": "build", "config": config})
-        record["macro"] = {"rows": largest, **{k: round(v, 2) if isinstance(v, float) else v for k, v in macro.items()}}
-        print(f"instruction-macro at {largest:,} rows: {macro['build_s']:.0f} s, peak {macro['peak_rss_gib']:.2f} GiB "
+        record["macro"] = {"rows": largest,
+                           **{k: round(v, 2) if isinstance(v, float) else v for k, v in macro.items()}}
+        print(f"instruction-macro at {largest:,} rows: {macro['build_s']:.0f} s, "
+              f"peak {macro['peak_rss_gib']:.2f} GiB "
               f"(targets <= {TARGETS['macro_s']:.0f} s, <= {TARGETS['macro_rss_gib']} GiB)")
     if not args.skip_agreement:
-        agreement = measure({"kind": "agreement", "pool": str(args.agreement_pool), "component": "instruction",
-                             "sample": args.agreement_sample})
+        agreement = measure({"kind": "agreement", "pool": str(args.agreement_pool),
+                             "component": "instruction", "sample": args.agreement_sample})
         record["macro_sample_agreement"] = {"pool": str(args.agreement_pool), "component": "instruction",
                                             "sample": args.agreement_sample, **agreement}
-        print(f"shared pool, instruction types fitted on {args.agreement_sample:,} rows vs all: ARI {agreement['ari_all_rows']:.3f} "
-              f"over all rows, {agreement['ari_clustered_in_both']:.3f} over the {agreement['clustered_in_both']:,}"
+        print(f"shared pool, instruction types fitted on {args.agreement_sample:,} rows vs all: "
+              f"ARI {agreement['ari_all_rows']:.3f} over all rows, "
+              f"{agreement['ari_clustered_in_both']:.3f} over the {agreement['clustered_in_both']:,}"
               " rows clustered in both")
     save(record, args.out, ("datasets", "tokenizers", "numba", "umap-learn", "fast_hdbscan"))
 

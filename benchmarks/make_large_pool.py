@@ -35,7 +35,8 @@ hf-divsft's `benchmarks/make_large_pool.py` for benchmarks.
 def shared_rows() -> pa.Table:
     from datasets import load_dataset
 
-    return load_dataset(str(POOL), split="train").select_columns(["source", "instruction", "response"]).data.table
+    return (load_dataset(str(POOL), split="train")
+            .select_columns(["source", "instruction", "response"]).data.table)
 
 
 def conversations(pool: pa.Table, first: int, rows: int, rng: np.random.Generator) -> pa.Table:
@@ -44,7 +45,8 @@ def conversations(pool: pa.Table, first: int, rows: int, rng: np.random.Generato
     picks = rng.integers(0, pool.num_rows, int(pairs.sum()))
     user, assistant = pool.column("instruction").take(picks), pool.column("response").take(picks)
     contents = pa.concat_arrays([c.combine_chunks() for c in (user, assistant)])
-    order = np.stack([np.arange(len(picks)), np.arange(len(picks)) + len(picks)], axis=1).ravel()  # u, a, u, a
+    # u, a, u, a
+    order = np.stack([np.arange(len(picks)), np.arange(len(picks)) + len(picks)], axis=1).ravel()
     roles = pa.array(np.tile(["user", "assistant"], len(picks)))
     turns = pa.StructArray.from_arrays([roles, contents.take(pa.array(order))], names=["role", "content"])
     offsets = np.concatenate([[0], np.cumsum(2 * pairs)]).astype(np.int32)
@@ -73,7 +75,8 @@ def make_pool(rows: int, out: Path, seed: int = 0) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("rows", type=int, help="conversations to make")
     parser.add_argument("out", type=Path, help="a new folder (Hub layout)")
     parser.add_argument("--seed", type=int, default=0)

@@ -50,7 +50,8 @@ def read_runs(folders: list[str]) -> tuple[list[Run], list[str]]:
         build = BuildFolder.read(subset.source)
         entry = next((e for e in build.levels if e.config == subset.config), None)
         if entry is None or entry.ids_sha256 != (subset.ids_sha256 or entry.ids_sha256):
-            skipped.append(f"{folder}: {build.path / MANIFEST} no longer holds the subset it was trained on (rebuilt?)")
+            skipped.append(f"{folder}: {build.path / MANIFEST} no longer holds the subset it was trained on "
+                           "(rebuilt?)")
             continue
         if summary.score is None:
             skipped.append(f"{folder}: no score (no judge verdict could be read)")

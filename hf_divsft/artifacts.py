@@ -1,4 +1,5 @@
-"""The one way hf-divsft writes outputs: check the location first, build in a temporary sibling, move into place.
+"""The one way hf-divsft writes outputs: check the location first, build in a temporary sibling, move into
+place.
 
 Every command calls `check_output` before its first expensive step: the output must not overlap an input,
 must be writable, and may replace only an earlier output of the same command (recognised by its format
@@ -57,7 +58,8 @@ def _check_writable(final: Path) -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=".divsft-probe-", dir=parent)
     except OSError as err:
-        raise DivsftError(f"{final}: cannot be written: {parent} refuses new files ({err.strerror or err})") from None
+        raise DivsftError(f"{final}: cannot be written: {parent} refuses new files "
+                          f"({err.strerror or err})") from None
     os.close(fd)
     os.unlink(probe)
 

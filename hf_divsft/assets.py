@@ -45,7 +45,8 @@ RECIPES_MARKER = ".divsft-recipes"  # written by `divsft recipes copy`, so an ea
 
 
 def shipped_file(package: str, name: str) -> Path:
-    """A file shipped in `hf_divsft.<package>` (a checkout's top-level folder of that name, or the wheel's)."""
+    """A file shipped in `hf_divsft.<package>` (a checkout's top-level folder of that name, or the
+    wheel's)."""
     path = Path(str(importlib.resources.files(f"hf_divsft.{package}") / name))
     if not path.is_file():
         raise DivsftError(f"{path}: missing from this hf-divsft installation; reinstall hf-divsft")
@@ -74,5 +75,6 @@ def copy_recipes(config) -> list[str]:
         for name in names:
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(root / name, staging / name)
-        (staging / RECIPES_MARKER).write_text("copied by `divsft recipes copy`; `--overwrite` may replace it\n")
+        (staging / RECIPES_MARKER).write_text("copied by `divsft recipes copy`; "
+                                              "`--overwrite` may replace it\n")
     return names

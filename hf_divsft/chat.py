@@ -51,7 +51,8 @@ class OpenAIChat:
         return f"{self.base_url or 'the OpenAI API'} (model {self.model})"
 
     def complete(self, messages: list[dict], temperature: float = 0.0, max_tokens: int = 256) -> str:
-        """The reply's text; an endpoint that is down, refuses the key or answers no completion is one line."""
+        """The reply's text; an endpoint that is down, refuses the key or answers no completion is one
+        line."""
         import openai
 
         try:

@@ -111,12 +111,12 @@ def _fields(cls, prefix: tuple = (), pattern: str = "{}"):
             yield from _fields(nested, (*prefix, name), (info.json_schema_extra or {}).get("flag", "{}"))
             continue
         flag = pattern.format(name).replace("_", "-")
-        yield (*prefix, name), flag.replace("-", "_"), f"--{flag}", _cli_type(hints[name]), info.description, \
-            _shown_default(info)
+        yield ((*prefix, name), flag.replace("-", "_"), f"--{flag}", _cli_type(hints[name]), info.description,
+               _shown_default(info))
 
 
-def command_from(*classes, arguments: tuple[str, ...] = (), required: tuple[str, ...] = (), yaml: bool = False,
-                 name: str | None = None, group: typer.Typer = app):
+def command_from(*classes, arguments: tuple[str, ...] = (), required: tuple[str, ...] = (),
+                 yaml: bool = False, name: str | None = None, group: typer.Typer = app):
     """Register `run(*config_objects)` as a command whose options are the fields of `classes`.
 
     Option defaults are None so that only given flags reach the config (and override a `--config` YAML);
@@ -279,7 +279,8 @@ def demo_results(config: configs.DemoConfig) -> None:
                f"  python spaces/divsft-explorer/app.py --results {config.out}")
 
 
-recipes = typer.Typer(help="The training recipes shipped with hf-divsft (accelerate configs and per-model YAML).",
+recipes = typer.Typer(help="The training recipes shipped with hf-divsft "
+                           "(accelerate configs and per-model YAML).",
                       no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(recipes, name="recipes")
 

@@ -101,8 +101,9 @@ class SeededUMAP(BaseEstimator):
         neighbours = min(self.n_neighbors, len(vectors) - 1)
         indices, distances = exact_cosine_knn(vectors, neighbours)
         umap = UMAP(
-            n_neighbors=neighbours, n_components=self.n_components, min_dist=self.min_dist, metric="cosine",
-            n_epochs=self.n_epochs, random_state=self.random_state, precomputed_knn=(indices, distances, None),
+            n_neighbors=neighbours, n_components=self.n_components, min_dist=self.min_dist,
+            metric="cosine", n_epochs=self.n_epochs, random_state=self.random_state,
+            precomputed_knn=(indices, distances, None),
         )
         with warnings.catch_warnings(), seeded_eigsh(self.random_state), threadpool_limits(1):
             # both are the expected consequences of seeding and of our graph
@@ -122,7 +123,8 @@ class SingleThreadPCA(BaseEstimator):
         from sklearn.decomposition import PCA
 
         with threadpool_limits(1):
-            self.pca_ = PCA(min(self.n_components, *vectors.shape), random_state=self.random_state).fit(vectors)
+            self.pca_ = PCA(min(self.n_components, *vectors.shape),
+                            random_state=self.random_state).fit(vectors)
         return self
 
     def transform(self, vectors: np.ndarray) -> np.ndarray:

@@ -65,7 +65,8 @@ def _plain(detail: dict) -> str:
 
 
 def knobs(cls):
-    """A config dataclass whose values pydantic checks (strictly: no silent `"1"` -> 1); a bad one is one error."""
+    """A config dataclass whose values pydantic checks (strictly: no silent `"1"` -> 1); a bad one is one
+    error."""
     cls = pydantic_dataclass(cls, config=ConfigDict(extra="forbid", strict=True))
     init = cls.__init__
 
@@ -130,7 +131,8 @@ class PoolColumns:
     instruction: str = Field("instruction", **_help("Pool column holding the instruction"))
     response: str = Field("response", **_help("Pool column holding the response"))
     input: str = Field("input", **_help("Optional column appended to the instruction after a blank line"))
-    messages: str = Field("messages", **_help("Chat column of OpenAI role/content turns (when no instruction/response)"))
+    messages: str = Field(
+        "messages", **_help("Chat column of OpenAI role/content turns (when no instruction/response)"))
     conversations: str = Field("conversations", **_help("Chat column of ShareGPT from/value turns"))
     id: str = Field("id", **_help("Column of unique row ids (generated, by position, if absent)"))
 
@@ -145,31 +147,43 @@ class BuildConfig:
     pool: PathText = Field(**_help("Hub id, Hub-layout folder, saved dataset, or .jsonl/.json/.parquet file"))
     strategy: Literal[STRATEGIES] = Field(**_help("{instruction,response}-{macro,meso,micro}"))
     out: PathText = Field(**_help("Output folder: one saved dataset per level + manifest.json"))
-    levels: IntList = Field(default_factory=lambda: list(PAPER_LEVELS), **_help("Diversity levels in percent"))
+    levels: IntList = Field(
+        default_factory=lambda: list(PAPER_LEVELS), **_help("Diversity levels in percent"))
     size: int = Field(10_000, ge=1, **_help("Samples per subset (N)"))
-    seed: int = Field(0, ge=0, **_help("Random seed: the same pool, strategy, N and seed give the same subsets"))
+    seed: int = Field(
+        0, ge=0, **_help("Random seed: the same pool, strategy, N and seed give the same subsets"))
     split: str = Field("train", **_help("Split of a Hub or Hub-layout pool"))
     columns: PoolColumns = Field(default_factory=PoolColumns, **COLUMNS_FLAG)
-    tokenizer: str = Field(DEFAULT_TOKENIZER, **_help("smollm2 (bundled GGUF), whitespace, or a path / Hub id"))
+    tokenizer: str = Field(
+        DEFAULT_TOKENIZER, **_help("smollm2 (bundled GGUF), whitespace, or a path / Hub id"))
     band: IntPair = Field(PAPER_BAND, **_help("micro: LOW,HIGH; a token is a type when LOW < count <= HIGH"))
     band_scale: bool = Field(False, **_help("micro: scale the band from the paper's 117K pool to this pool"))
     frequency: Literal["occurrences", "samples"] = Field(
         "occurrences", **_help("micro: count token 'occurrences' or 'samples' holding the token"))
-    embedder: str = Field(DEFAULT_EMBEDDER, **_help("minilm-static (fast), minilm, or a sentence-transformers path"))
+    embedder: str = Field(
+        DEFAULT_EMBEDDER, **_help("minilm-static (fast), minilm, or a sentence-transformers path"))
     min_cluster_size: int = Field(30, ge=2, **_help("macro: HDBSCAN's smallest cluster"))
     umap_epochs: int = Field(50, ge=0, **_help("macro: UMAP optimisation epochs; 0 = UMAP's own schedule"))
-    noise: Literal["drop", "type"] = Field("drop", **_help("macro: HDBSCAN outliers get no type, or share one"))
-    macro_sample: int = Field(50_000, ge=100, **_help("macro: fit UMAP and HDBSCAN on a seeded sample of this "
-                                                      "many rows; the others take their nearest rows' cluster"))
-    tagger: Literal[TAGGERS] = Field("spacy", **_help("meso: spacy (offline), openai (an endpoint) or transformers"))
+    noise: Literal["drop", "type"] = Field(
+        "drop", **_help("macro: HDBSCAN outliers get no type, or share one"))
+    macro_sample: int = Field(
+        50_000, ge=100, **_help("macro: fit UMAP and HDBSCAN on a seeded sample of this "
+                                "many rows; the others take their nearest rows' cluster"))
+    tagger: Literal[TAGGERS] = Field(
+        "spacy", **_help("meso: spacy (offline), openai (an endpoint) or transformers"))
     tagger_model: str | None = Field(None, **_help("meso: the model of --tagger openai/transformers"))
     base_url: str | None = Field(None, **_help("meso: OpenAI-compatible base URL; key from OPENAI_API_KEY"))
-    tagger_concurrency: int = Field(8, ge=1, le=256, **_help("meso: requests the openai tagger has in flight"))
+    tagger_concurrency: int = Field(
+        8, ge=1, le=256, **_help("meso: requests the openai tagger has in flight"))
     tag_alpha: int = Field(20, ge=1, **_help("meso: drop tags seen in fewer samples (InsTag's long tail)"))
-    tag_similarity: float = Field(0.85, gt=0, le=1, **_help("meso: tags at least this cosine-similar are one type"))
-    tag_association: float = Field(0.95, gt=0, le=1, **_help("meso: tags implying each other this often merge"))
-    response_tokens: IntPair | None = Field(None, **_help("Keep only responses of MIN,MAX tokens (length ablation)"))
-    skip_invalid: bool = Field(False, **_help("Skip (and count in the manifest) rows that are not usable samples"))
+    tag_similarity: float = Field(
+        0.85, gt=0, le=1, **_help("meso: tags at least this cosine-similar are one type"))
+    tag_association: float = Field(
+        0.95, gt=0, le=1, **_help("meso: tags implying each other this often merge"))
+    response_tokens: IntPair | None = Field(
+        None, **_help("Keep only responses of MIN,MAX tokens (length ablation)"))
+    skip_invalid: bool = Field(
+        False, **_help("Skip (and count in the manifest) rows that are not usable samples"))
     metrics: bool = Field(True, **_help("Measure the six metrics of every level into the manifest"))
     num_proc: int | None = Field(None, ge=1, **_help("Processes for datasets.map"))
     overwrite: bool = Field(False, **_help("Replace --out if it holds an earlier build"))
@@ -190,16 +204,20 @@ class BuildConfig:
 class MeasureConfig:
     """How the six metrics are computed (`divsft build` uses it too), and for `divsft measure`, of what."""
 
-    source: PathText | None = Field(None, **_help("Build folder (every level), saved dataset, Hub id, or data file"))
+    source: PathText | None = Field(
+        None, **_help("Build folder (every level), saved dataset, Hub id, or data file"))
     out: PathText | None = Field(None, **_help("Where to write the metrics report (JSON)"))
     split: str = Field("train", **_help("Split of a Hub or Hub-layout dataset"))
     columns: PoolColumns = Field(default_factory=PoolColumns, **COLUMNS_FLAG)
-    tokenizer: str = Field(DEFAULT_TOKENIZER, **_help("smollm2 (bundled GGUF), whitespace, or a path / Hub id"))
-    embedder: str = Field(DEFAULT_EMBEDDER, **_help("minilm-static (fast), minilm, or a sentence-transformers path"))
+    tokenizer: str = Field(
+        DEFAULT_TOKENIZER, **_help("smollm2 (bundled GGUF), whitespace, or a path / Hub id"))
+    embedder: str = Field(
+        DEFAULT_EMBEDDER, **_help("minilm-static (fast), minilm, or a sentence-transformers path"))
     components: Annotated[list[Component], BeforeValidator(_words)] = Field(
         default_factory=lambda: list(COMPONENTS), min_length=1, **_help("Components to measure"))
     max_n: int = Field(4, ge=1, le=8, **_help("Largest n for the n-gram ratio and Self-BLEU"))
-    self_bleu_sample: int = Field(20_000, ge=0, **_help("Self-BLEU on a seeded sample of this many texts; 0 = all"))
+    self_bleu_sample: int = Field(
+        20_000, ge=0, **_help("Self-BLEU on a seeded sample of this many texts; 0 = all"))
     seed: int = Field(0, ge=0, **_help("Random seed of the Self-BLEU sample"))
     num_proc: int | None = Field(None, ge=1, **_help("Processes for datasets.map"))
     overwrite: bool = Field(False, **_help("Replace --out if it holds an earlier report"))
@@ -213,7 +231,8 @@ class MeasureConfig:
 
 @knobs
 class PlotConfig:
-    sources: Paths = Field(min_length=1, **_help("Build folders or `divsft measure` reports of build folders"))
+    sources: Paths = Field(
+        min_length=1, **_help("Build folders or `divsft measure` reports of build folders"))
     out: PathText = Field(**_help("PNG file to write"))
     overwrite: bool = Field(False, **_help("Replace --out if it holds an earlier plot"))
 
@@ -222,10 +241,12 @@ class PlotConfig:
 class PublishConfig:
     """Every knob of `divsft publish`."""
 
-    builds: Paths = Field(min_length=1, **_help("Build folders (the --out of `divsft build`), one per strategy"))
+    builds: Paths = Field(
+        min_length=1, **_help("Build folders (the --out of `divsft build`), one per strategy"))
     repo: str = Field(**_help("Hub dataset repo ORG/NAME"))
     version: str = Field(**_help("Release version X.Y.Z, tagged vX.Y.Z; never republished"))
-    hub_dir: PathText | None = Field(None, **_help("A bare local git repo standing for the Hub repo (created if missing)"))
+    hub_dir: PathText | None = Field(
+        None, **_help("A bare local git repo standing for the Hub repo (created if missing)"))
     dry_run: bool = Field(False, **_help("List what would be committed and tagged; change nothing"))
     license: str | None = Field(None, **_help("Card license (default: the pool card's, else 'other')"))
     private: bool = Field(False, **_help("Create the Hub repo private"))
@@ -237,17 +258,24 @@ class EvalConfig:
 
     out: PathText = Field(**_help("Output folder: generations.jsonl, judgments.jsonl, summary.json"))
     model: PathText = Field(DEFAULT_MODEL, **_help("smollm2 (bundled), a model folder or a Hub id"))
-    adapter: PathText | None = Field(None, **_help("A LoRA adapter folder (from divsft train) on top of --model"))
-    eval_set: PathText = Field(DEFAULT_EVAL_SET, **_help("Hub-layout eval set with alpaca_eval and arena_hard configs"))
+    adapter: PathText | None = Field(
+        None, **_help("A LoRA adapter folder (from divsft train) on top of --model"))
+    eval_set: PathText = Field(
+        DEFAULT_EVAL_SET, **_help("Hub-layout eval set with alpaca_eval and arena_hard configs"))
     configs: Annotated[list[Literal[EVAL_CONFIGS]], BeforeValidator(_words)] = Field(
         default_factory=lambda: list(EVAL_CONFIGS), min_length=1, **_help("Eval configs"))
-    judge: Literal[JUDGES] = Field("reference-nll", **_help("reference-nll (offline proxy) or pairwise (an LLM)"))
-    judge_model: str | None = Field(None, **_help("pairwise: the judge model (server name, or a local model)"))
-    judge_base_url: str | None = Field(None, **_help("pairwise: OpenAI-compatible base URL; key from JUDGE_API_KEY"))
+    judge: Literal[JUDGES] = Field(
+        "reference-nll", **_help("reference-nll (offline proxy) or pairwise (an LLM)"))
+    judge_model: str | None = Field(
+        None, **_help("pairwise: the judge model (server name, or a local model)"))
+    judge_base_url: str | None = Field(
+        None, **_help("pairwise: OpenAI-compatible base URL; key from JUDGE_API_KEY"))
     judge_max_tokens: int = Field(512, ge=1, **_help("pairwise: longest judge reply"))
     judge_retries: int = Field(1, ge=0, **_help("pairwise: asks again when a reply has no verdict"))
-    judge_cache: PathText | None = Field(None, **_help("pairwise: SQLite file of judge replies (default: hf-divsft's)"))
-    limit: int | None = Field(None, ge=1, **_help("A seeded sample of this many prompts, spread over the configs"))
+    judge_cache: PathText | None = Field(
+        None, **_help("pairwise: SQLite file of judge replies (default: hf-divsft's)"))
+    limit: int | None = Field(
+        None, ge=1, **_help("A seeded sample of this many prompts, spread over the configs"))
     seed: int = Field(0, ge=0, **_help("Random seed of the prompt sample"))
     max_new_tokens: int = Field(512, ge=1, **_help("Longest generated answer"))
     batch_size: int = Field(8, ge=1, **_help("Prompts generated together"))
@@ -258,7 +286,8 @@ class EvalConfig:
             raise DivsftError("--judge pairwise needs --judge-model (and --judge-base-url for a server)")
         repeated = sorted({c for c in self.configs if self.configs.count(c) > 1})
         if repeated:
-            raise DivsftError(f"--configs {','.join(self.configs)}: {','.join(repeated)} repeated; give each once")
+            raise DivsftError(f"--configs {','.join(self.configs)}: {','.join(repeated)} repeated; "
+                              "give each once")
 
 
 @knobs
@@ -292,7 +321,8 @@ class DemoConfig:
 
 @knobs
 class RecipesCopyConfig:
-    dest: PathText = Field(**_help("Folder to copy the recipes into (recipes/ of a checkout, laid out the same)"))
+    dest: PathText = Field(
+        **_help("Folder to copy the recipes into (recipes/ of a checkout, laid out the same)"))
     overwrite: bool = Field(False, **_help("Replace DEST if it holds an earlier copy of the recipes"))
 
 
@@ -333,7 +363,8 @@ def read_yaml(path: str | Path) -> dict:
     if values is None:
         return {}
     if not isinstance(values, dict):
-        raise DivsftError(f"{path}: expected a mapping of option names to values, got {type(values).__name__}")
+        raise DivsftError(f"{path}: expected a mapping of option names to values, "
+                          f"got {type(values).__name__}")
     return values
 
 

@@ -1,4 +1,5 @@
-"""Chat pools: each row a conversation, OpenAI `messages` (role/content) or ShareGPT `conversations` (from/value).
+"""Chat pools: each row a conversation, OpenAI `messages` (role/content) or ShareGPT `conversations`
+(from/value).
 
 A conversation's *instruction* component is its user turns and its *response* component its assistant
 turns, each joined by a blank line (`"\\n\\n"`), so a single-turn conversation gives exactly its two texts.
@@ -32,12 +33,14 @@ class ChatFormat:
 MESSAGES = ChatFormat("messages", "role", "content",
                       {"user": USER, "assistant": ASSISTANT, "system": SYSTEM, "developer": SYSTEM})
 SHAREGPT = ChatFormat("sharegpt", "from", "value",
-                      {"human": USER, "user": USER, "gpt": ASSISTANT, "assistant": ASSISTANT, "system": SYSTEM})
+                      {"human": USER, "user": USER, "gpt": ASSISTANT, "assistant": ASSISTANT,
+                       "system": SYSTEM})
 PROBLEM = "_problem"  # a per-row column: why the row is not a usable conversation (null when it is)
 
 
 def chat_format(column_type: pa.DataType) -> ChatFormat | None:
-    """The format of a list-of-turns column, or None if its turns are not structs with a known pair of fields."""
+    """The format of a list-of-turns column, or None if its turns are not structs with a known pair of
+    fields."""
     if not (pa.types.is_list(column_type) or pa.types.is_large_list(column_type)):
         return None
     turn = column_type.value_type
@@ -48,7 +51,8 @@ def chat_format(column_type: pa.DataType) -> ChatFormat | None:
 
 
 class ConversationComponents:
-    """Batched Arrow map function: adds `instruction`, `response` and `_problem` from a conversation column."""
+    """Batched Arrow map function: adds `instruction`, `response` and `_problem` from a conversation
+    column."""
 
     def __init__(self, column: str, fmt: ChatFormat):
         self.column = column
@@ -58,7 +62,8 @@ class ConversationComponents:
         conversations = batch.column(self.column).combine_chunks()
         n = len(conversations)
         turns = conversations.flatten()
-        fields = dict(zip((f.name for f in turns.type), turns.flatten()))  # .flatten() applies the slice offset
+        # .flatten() applies the slice offset
+        fields = dict(zip((f.name for f in turns.type), turns.flatten()))
         parents = np.asarray(pc.list_parent_indices(conversations), dtype=np.int64)
         names = fields[self.fmt.role_field]
         roles = _roles(names, self.fmt)
@@ -129,4 +134,5 @@ def turn_counts(conversations: pa.ChunkedArray, fmt: ChatFormat) -> dict[str, in
         turns = chunk.flatten()
         roles = _roles(dict(zip((f.name for f in turns.type), turns.flatten()))[fmt.role_field], fmt)
         totals += np.bincount(roles[roles >= 0], minlength=3)
-    return {"instruction": int(totals[USER]), "response": int(totals[ASSISTANT]), "system": int(totals[SYSTEM])}
+    return {"instruction": int(totals[USER]), "response": int(totals[ASSISTANT]),
+            "system": int(totals[SYSTEM])}

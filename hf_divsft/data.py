@@ -98,7 +98,8 @@ def read_dataset(source: str, split: str = "train", config: str | None = None) -
     except DivsftError:
         raise
     except Exception as err:  # datasets raises many types; the user needs the file and the reason
-        bad_json = _json_problem(path) if path is not None and path.suffix.lower() in (".json", ".jsonl") else None
+        bad_json = (_json_problem(path) if path is not None and path.suffix.lower() in (".json", ".jsonl")
+                    else None)
         if bad_json:
             raise DivsftError(f"{source}: {bad_json}") from err
         raise DivsftError(f"{source}: cannot be read as a dataset ({reason(_root_cause(err))})") from err
@@ -115,12 +116,14 @@ def _json_problem(path: Path) -> str | None:
             try:
                 text = line.decode("utf-8")
             except UnicodeDecodeError as err:
-                return f"line {number + line[: err.start].count(NEWLINE)}: not UTF-8 text; re-encode the file as UTF-8"
+                return (f"line {number + line[: err.start].count(NEWLINE)}: not UTF-8 text; "
+                        "re-encode the file as UTF-8")
             try:
                 if text.strip():
                     json.loads(text)
             except json.JSONDecodeError as err:
-                return f"line {err.lineno if whole else number}: not valid JSON ({err.msg}); fix or drop that line"
+                return (f"line {err.lineno if whole else number}: not valid JSON ({err.msg}); "
+                        "fix or drop that line")
     return None
 
 
@@ -138,7 +141,8 @@ def _load(source: str, path: Path | None, split: str, config: str | None) -> Dat
         saved = load_from_disk(str(path))
         if isinstance(saved, DatasetDict):
             if split not in saved:
-                raise DivsftError(f"{source}: no split {split!r}; choose one of {', '.join(saved)} with --split")
+                raise DivsftError(f"{source}: no split {split!r}; "
+                                  f"choose one of {', '.join(saved)} with --split")
             return saved[split]
         return saved
     return load_dataset(str(path) if path else source, config, split=split)
@@ -165,7 +169,8 @@ def quiet_if_small(source: str):
 
 
 def _size(path: Path) -> int:
-    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return (path.stat().st_size if path.is_file()
+            else sum(p.stat().st_size for p in path.rglob("*") if p.is_file()))
 
 
 def _root_cause(err: BaseException) -> BaseException:
@@ -185,7 +190,8 @@ def _check_utf8_bytes(path: Path, label: str) -> None:
                 decoder.decode(block)
             except UnicodeDecodeError as err:
                 lines += block[: err.start].count(NEWLINE)
-                raise DivsftError(f"{label}: line {lines}: not UTF-8 text; re-encode the file as UTF-8") from None
+                raise DivsftError(f"{label}: line {lines}: not UTF-8 text; "
+                                  "re-encode the file as UTF-8") from None
             lines += block.count(NEWLINE)
     try:
         decoder.decode(b"", final=True)
@@ -224,7 +230,8 @@ def _first_invalid_utf8(chunk: pa.Array) -> int:
 
 
 def _components(ds: Dataset, columns: PoolColumns, label: str) -> tuple[Dataset, str | None]:
-    """The pool with `instruction` and `response` columns, and its conversation column if it is a chat pool."""
+    """The pool with `instruction` and `response` columns, and its conversation column if it is a chat
+    pool."""
     names = set(ds.column_names)
     if columns.instruction not in names and columns.response not in names:
         for column in (columns.messages, columns.conversations):
@@ -272,11 +279,13 @@ def _from_conversations(ds: Dataset, column: str, label: str) -> Dataset:
     fmt = chat_format(ds.features.arrow_schema.field(column).type)
     if fmt is None:
         raise DivsftError(f"{label}: column '{column}' is not a list of turns with role/content (OpenAI "
-                          "messages) or from/value (ShareGPT); map the conversation column with --messages-column")
+                          "messages) or from/value (ShareGPT); "
+                          "map the conversation column with --messages-column")
     for name in ("instruction", "response"):
         if name in ds.column_names:
             raise DivsftError(f"{label}: both '{column}' and '{name}' exist; rename one of them")
-    typed = map_batches(ds.with_format("arrow"), ConversationComponents(column, fmt), desc="Reading conversations")
+    typed = map_batches(ds.with_format("arrow"), ConversationComponents(column, fmt),
+                        desc="Reading conversations")
     return typed.with_format(None)
 
 
@@ -287,7 +296,8 @@ def _check_string_type(ds: Dataset, column: str, label: str) -> None:
 
 
 def _drop_problems(ds: Dataset, chat_column: str | None, label: str, skip: bool) -> tuple[Dataset, dict]:
-    """Refuse the first unusable row (naming its position, id and problem), or skip them all and count them."""
+    """Refuse the first unusable row (naming its position, id and problem), or skip them all and count
+    them."""
     rows, reasons = _problems(ds, chat_column)
     if PROBLEM in ds.column_names:
         ds = ds.remove_columns(PROBLEM)
@@ -295,8 +305,8 @@ def _drop_problems(ds: Dataset, chat_column: str | None, label: str, skip: bool)
         return ds, {"rows": 0, "reasons": {}}
     ids = arrow_column(ds, "id").take(pa.array(rows))
     if not skip:
-        raise DivsftError(f"{label}: row {rows[0]}: {reasons[0]} (id {ids[0].as_py()!r}); fix or drop the row, "
-                          "or pass --skip-invalid to skip such rows")
+        raise DivsftError(f"{label}: row {rows[0]}: {reasons[0]} (id {ids[0].as_py()!r}); "
+                          "fix or drop the row, or pass --skip-invalid to skip such rows")
     report: dict[str, dict] = {}
     for row_id, why in zip(ids.to_pylist(), reasons):
         entry = report.setdefault(why, {"rows": 0, "first_ids": []})
@@ -305,7 +315,8 @@ def _drop_problems(ds: Dataset, chat_column: str | None, label: str, skip: bool)
             entry["first_ids"].append(row_id)
     keep = np.setdiff1d(np.arange(ds.num_rows), rows)
     if not len(keep):
-        raise DivsftError(f"{label}: every row was skipped ({', '.join(report)}); nothing is left to select from")
+        raise DivsftError(f"{label}: every row was skipped ({', '.join(report)}); "
+                          "nothing is left to select from")
     return ds.select(keep), {"rows": len(rows), "reasons": report}
 
 
@@ -317,10 +328,12 @@ def _problems(ds: Dataset, chat_column: str | None) -> tuple[np.ndarray, list[st
             found[row] = why
     for field, role in (("instruction", "user"), ("response", "assistant")):
         def empty(chunk):
-            return pc.or_kleene(pc.is_null(chunk), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(chunk)), 0))
+            return pc.or_kleene(pc.is_null(chunk),
+                                pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(chunk)), 0))
 
         for row, _ in _chunk_rows(arrow_column(ds, field), empty):
-            found.setdefault(row, f"its {role} turns are empty" if chat_column else f"field '{field}' is empty")
+            found.setdefault(row, f"its {role} turns are empty" if chat_column
+                             else f"field '{field}' is empty")
     rows = np.array(sorted(found), dtype=np.int64)
     return rows, [found[row] for row in rows.tolist()]
 

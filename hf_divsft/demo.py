@@ -31,7 +31,8 @@ def demo_results(config: DemoConfig) -> dict:
                  inputs=[config.pool, config.eval_set])
     sample = _sample_pool(config)  # read both inputs before an earlier demo is replaced
     if sample.num_rows < config.size:
-        raise DivsftError(f"--pool {config.pool}: {sample.num_rows} rows cannot fill subsets of --size {config.size}")
+        raise DivsftError(f"--pool {config.pool}: {sample.num_rows} rows cannot fill subsets of "
+                          f"--size {config.size}")
     load_eval_set(config.eval_set, limit=config.prompts, seed=config.seed)
     out = Path(config.out).resolve()
     with _folder_in_place(out, config.overwrite):

@@ -92,7 +92,8 @@ def preview(build: BuildFolder, config: str, query: str | None = "", limit: int 
     for row in build.subset(config):
         if query in (row["instruction"] + " " + row["response"]).lower():
             names = ", ".join(labels.get(str(t), str(t)) for t in row["types"][:8])
-            shown.append([row["id"], _shorten(row["instruction"], 200), _shorten(row["response"], 200), names])
+            shown.append([row["id"], _shorten(row["instruction"], 200), _shorten(row["response"], 200),
+                          names])
         if len(shown) == limit:
             break
     return shown
@@ -132,7 +133,8 @@ class Results:
             place = self.placed(run)
             if place and run.summary.score is not None:
                 build, entry = place
-                runs.append(Run(self.name(run), build.strategy, entry.level, run.summary.score, entry.metric_values()))
+                runs.append(Run(self.name(run), build.strategy, entry.level, run.summary.score,
+                                entry.metric_values()))
         return runs
 
     def overview(self):
@@ -154,7 +156,8 @@ class Results:
         if len(runs) < 3:
             return None, []
         corr = correlations(runs)
-        table = [[metric] + [None if corr[c][metric] is None else round(corr[c][metric]["r"], 3) for c in COMPONENTS]
+        table = [[metric] + [None if corr[c][metric] is None else round(corr[c][metric]["r"], 3)
+                             for c in COMPONENTS]
                  for metric in METRICS]
         return correlation_figure(corr), table
 

@@ -107,7 +107,9 @@ def read_level_metrics(source: str | Path) -> tuple[str, list[MeasuredLevel]]:
         data, where = read_json(path, "a build folder or a `divsft measure` report"), path
         if not is_report(path):
             raise DivsftError(f"{source}: not a build folder or a `divsft measure` report")
-    if not isinstance(data, dict) or not all(isinstance(e, dict) and e.get("metrics") for e in data.get("levels") or []):
-        raise DivsftError(f"{where}: has no per-level metrics; run `divsft measure {source} --out metrics.json`")
+    if not isinstance(data, dict) or not all(isinstance(e, dict) and e.get("metrics")
+                                             for e in data.get("levels") or []):
+        raise DivsftError(f"{where}: has no per-level metrics; "
+                          f"run `divsft measure {source} --out metrics.json`")
     report = validated(LevelReport, data, where)
     return report.strategy, sorted(report.levels, key=lambda entry: entry.level)

@@ -110,7 +110,8 @@ def self_bleu(texts, max_n: int = MAX_N, sample: int | None = SELF_BLEU_SAMPLE, 
     """Mean BLEU-4 of each text scored against all the other texts as references, 0..100 (higher = more alike).
 
     This is Texygen's Self-BLEU: NLTK's `sentence_bleu` with uniform weights, smoothing method 1 and
-    `auto_reweigh` (a text shorter than max_n words is scored on the orders it has), computed exactly and in one pass: a multi-reference clip count is the largest count among the
+    `auto_reweigh` (a text shorter than max_n words is scored on the orders it has), computed exactly and
+    in one pass: a multi-reference clip count is the largest count among the
     *other* texts, which is each n-gram's top count unless this text alone holds it (then the
     runner-up). Above `sample` texts a seeded sample of that many texts is scored against itself.
     """
@@ -270,15 +271,18 @@ class Metric:
 METRICS = {
     metric.name: metric
     for metric in (
-        Metric("ngram_ratio", "n-gram ratio", "n-gram ratio (mean over n)", lambda x, s: ngram_ratio(x.ngrams)),
+        Metric("ngram_ratio", "n-gram ratio", "n-gram ratio (mean over n)",
+               lambda x, s: ngram_ratio(x.ngrams)),
         Metric("embedding_distance", "embedding distance", "embedding distance",
                lambda x, s: embedding_distance(x.embeddings)),
-        Metric("sequence_length", "length (tokens)", "length (tokens)", lambda x, s: sequence_length(x.token_ids)),
+        Metric("sequence_length", "length (tokens)", "length (tokens)",
+               lambda x, s: sequence_length(x.token_ids)),
         Metric("compression_ratio", "compression ratio", "compression ratio",
                lambda x, s: compression_ratio(x.texts)),
         Metric("self_bleu", "Self-BLEU", "Self-BLEU",
                lambda x, s: self_bleu(x.ngrams, sample=s.self_bleu_sample or None, seed=s.seed)),
-        Metric("token_entropy", "token entropy (bits)", "token entropy (bits)", lambda x, s: token_entropy(x.token_ids)),
+        Metric("token_entropy", "token entropy (bits)", "token entropy (bits)",
+               lambda x, s: token_entropy(x.token_ids)),
     )
 }
 

@@ -51,8 +51,8 @@ def check_model(name: str) -> str:
         local_or_hub(name)  # a mistyped path fails at once, not after the Hub's timeouts
         AutoConfig.from_pretrained(name)
     except Exception as err:
-        raise DivsftError(f"model {name!r}: not the bundled '{DEFAULT_MODEL}', a local model folder or a reachable "
-                          f"Hub id ({reason(err)})") from err
+        raise DivsftError(f"model {name!r}: not the bundled '{DEFAULT_MODEL}', a local model folder or a "
+                          f"reachable Hub id ({reason(err)})") from err
     return name
 
 

@@ -22,7 +22,8 @@ HELPER_SUFFIXES = ("_token_ids", "_embedding")  # big per-row features stay in t
 
 
 def build(config: BuildConfig) -> dict:
-    """Build every level of one strategy into `config.out`; returns the manifest it wrote (or the dry run's plan)."""
+    """Build every level of one strategy into `config.out`; returns the manifest it wrote (or the dry run's
+    plan)."""
     strategy = Strategy.parse(config.strategy)
     extractor = _checked_extractor(strategy, config)
     source = read_pool(config.pool, config.columns, config.split, config.skip_invalid)
@@ -42,7 +43,8 @@ def build(config: BuildConfig) -> dict:
     with staged_build(config.out, config.overwrite) as writer:
         for selection, measured in zip(selections, metrics):
             name = strategy.config_name(int(selection.level))
-            entry = _level_entry(name, selection, **writer.save_level(name, subsets.select(selection.indices)))
+            entry = _level_entry(name, selection,
+                                 **writer.save_level(name, subsets.select(selection.indices)))
             manifest["levels"].append({**entry, "metrics": measured} if measured else entry)
         writer.finish(manifest, extractor.type_labels(typed))  # what each type id stands for
     return manifest
@@ -50,7 +52,8 @@ def build(config: BuildConfig) -> dict:
 
 def _checked_extractor(strategy: Strategy, config: BuildConfig):
     """The extractor, once the output location and every model or endpoint it needs are known to work."""
-    inputs = [config.pool, config.tokenizer, config.embedder, config.tagger_model]  # local models are inputs too
+    # local models are inputs too
+    inputs = [config.pool, config.tokenizer, config.embedder, config.tagger_model]
     check_build_output(config.out, config.overwrite, inputs=inputs)  # before any expensive step
     extractor = strategy.extractor(config)
     extractor.check()  # a tokenizer that does not load, an endpoint that is down: fail before the pool
@@ -111,8 +114,8 @@ def plan(config: BuildConfig, source: Pool, extractor, sample_rows: int = 2000) 
     if config.metrics:
         steps.append(f"tokenize and embed both components for the six metrics ({config.embedder})")
     steps += ["prune types once (Algorithm 1)",
-              f"select {len(config.levels)} levels ({_joined(sorted(config.levels))}%) of {config.size:,} rows "
-              "each (Algorithm 2)",
+              f"select {len(config.levels)} levels ({_joined(sorted(config.levels))}%) "
+              f"of {config.size:,} rows each (Algorithm 2)",
               f"write {config.out}/<config>/ for each level, type_labels.json and manifest.json"]
     return {"dry_run": True, "pool": config.pool, "rows": pool.num_rows, "source_rows": source.source_rows,
             "skipped": source.skipped, "chat_column": source.chat_column, "components": components,

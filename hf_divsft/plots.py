@@ -37,10 +37,12 @@ def plot_metrics(config: PlotConfig) -> Path:
     """A grid with a row per component and a column per metric; x is the diversity level in percent."""
     from .measure import read_level_metrics
 
-    out = check_output(config.out, overwrite=config.overwrite, owned=is_plot, what=PNG_WHAT, inputs=config.sources)
+    out = check_output(config.out, overwrite=config.overwrite, owned=is_plot, what=PNG_WHAT,
+                       inputs=config.sources)
     runs = [read_level_metrics(source) for source in config.sources]
     plt = pyplot()
-    fig, axes = plt.subplots(len(COMPONENTS), len(METRICS), figsize=(3.2 * len(METRICS), 3.0 * len(COMPONENTS)),
+    fig, axes = plt.subplots(len(COMPONENTS), len(METRICS),
+                             figsize=(3.2 * len(METRICS), 3.0 * len(COMPONENTS)),
                              squeeze=False, constrained_layout=True)
     for row, component in enumerate(COMPONENTS):
         for col, metric in enumerate(METRICS.values()):

@@ -79,7 +79,8 @@ def publish(config: PublishConfig) -> PublishResult:
     return result
 
 
-def _merge_manifest(previous: str | None, builds: list[BuildFolder], config: PublishConfig, where: str) -> dict:
+def _merge_manifest(previous: str | None, builds: list[BuildFolder], config: PublishConfig,
+                    where: str) -> dict:
     """The repository's root manifest: every strategy published so far, the new ones replacing their past."""
     strategies = {}
     if previous is not None:

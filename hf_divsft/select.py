@@ -303,7 +303,8 @@ def _pairs(types) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
     else:  # e.g. the whitespace tokenizer's 63-bit word hashes
         type_ids, dense = np.unique(values, return_inverse=True)
     rows, dense = rows.astype(np.int32), dense.astype(np.int32)
-    ordered = len(rows) < 2 or bool(np.all((rows[1:] > rows[:-1]) | ((rows[1:] == rows[:-1]) & (dense[1:] > dense[:-1]))))
+    ordered = len(rows) < 2 or bool(np.all((rows[1:] > rows[:-1])
+                                           | ((rows[1:] == rows[:-1]) & (dense[1:] > dense[:-1]))))
     if not ordered:  # extractors write each row's types sorted and distinct; other callers may not
         rows, dense = distinct_pairs(rows, dense)
     return num_rows, rows, dense, type_ids

@@ -47,7 +47,9 @@ class SubsetArguments:
     )
     dataset_revision: str | None = field(default=None, metadata={"help": "Hub revision, e.g. v1.0.0"})
     max_samples: int | None = field(default=None, metadata={"help": "Train on a seeded sample of this many rows"})
-    overwrite: bool = field(default=False, metadata={"help": "Train again into an --output_dir of an earlier run"})
+    overwrite: bool = field(
+        default=False, metadata={"help": "Train again into an --output_dir of an earlier run"}
+    )
 
 
 def parse_args(argv: list[str] | None = None):
@@ -82,7 +84,8 @@ def parse_args(argv: list[str] | None = None):
 
 
 def _check_types(args) -> None:
-    """A recipe's YAML reaches the dataclasses unconverted: a value of the wrong type is refused here, by name."""
+    """A recipe's YAML reaches the dataclasses unconverted: a value of the wrong type is refused here, by
+    name."""
     hints = typing.get_type_hints(type(args))
     for field_ in dataclasses.fields(args):
         hint = hints[field_.name]
@@ -92,7 +95,8 @@ def _check_types(args) -> None:
         simple = [k for k in kinds if k in (bool, int, float, str)]
         if value is None or len(simple) != len(kinds):
             continue  # unions with enums, dicts and lists: the library checks those itself
-        if not any(isinstance(value, k) and not (k in (int, float) and isinstance(value, bool)) for k in simple) \
+        if not any(isinstance(value, k) and not (k in (int, float) and isinstance(value, bool))
+                   for k in simple) \
                 and not (float in simple and isinstance(value, int) and not isinstance(value, bool)):
             names = " or ".join(k.__name__ for k in simple)
             raise DivsftError(f"recipe: {field_.name}: {value!r} is not {names}")
@@ -127,15 +131,17 @@ def load_subset(args: SubsetArguments, seed: int = 0) -> tuple[Dataset, dict]:
     missing = {"instruction", "response"} - set(rows.column_names)
     if missing:
         raise DivsftError(f"{args.dataset}: the subset has no {', '.join(sorted(missing))} column")
-    if args.max_samples and args.max_samples < rows.num_rows:  # `shuffle`'s sample, its indices kept in memory
+    # `shuffle`'s sample, its indices kept in memory
+    if args.max_samples and args.max_samples < rows.num_rows:
         rows = rows.select(np.random.default_rng(seed).permutation(rows.num_rows)[: args.max_samples])
     return rows, {**origin, "num_rows": rows.num_rows}
 
 
 def _from_build(build: BuildFolder, config: str | None) -> tuple[Dataset, dict]:
-    entry = build.level(config or "--dataset_config")  # without one, the error lists the configs to choose from
-    origin = {"source": str(build.path.resolve()), "config": config, "strategy": build.strategy, "level": entry.level,
-              "pool": build.manifest.pool, "ids_sha256": entry.ids_sha256}
+    # without one, the error lists the configs to choose from
+    entry = build.level(config or "--dataset_config")
+    origin = {"source": str(build.path.resolve()), "config": config, "strategy": build.strategy,
+              "level": entry.level, "pool": build.manifest.pool, "ids_sha256": entry.ids_sha256}
     return build.subset(config), origin
 
 
@@ -169,7 +175,8 @@ def as_prompt_completion(rows: Dataset) -> Dataset:
             "completion": [[{"role": "assistant", "content": strip_special_tokens(text)}] for text in batch["response"]],
         }
 
-    turns = map_batches(rows, to_turns, desc="Formatting chat turns")  # its cache never lands in the build folder
+    # its cache never lands in the build folder
+    turns = map_batches(rows, to_turns, desc="Formatting chat turns")
     return turns.select_columns(["prompt", "completion"])
 
 

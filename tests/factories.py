@@ -18,13 +18,15 @@ def level_entry(strategy: str, level: int, metrics: dict | None = None, rows: in
     config = f"{strategy.replace('-', '_')}_d{level:03d}"
     return {"level": level, "config": config, "k": level + 1, "candidates": rows, "num_rows": rows,
             "types_covered": level + 1, "type_entropy": 1.0, "type_count_ratio": 1.0,
-            "ids_sha256": digest(f"ids of {config}"), "rows_sha256": digest(f"rows of {config}"), "metrics": metrics}
+            "ids_sha256": digest(f"ids of {config}"), "rows_sha256": digest(f"rows of {config}"),
+            "metrics": metrics}
 
 
 def manifest(strategy: str, levels: list[dict]) -> dict:
-    return {"pool": "synthetic-pool", "pool_fingerprint": digest("pool"), "pool_rows": 1000, "strategy": strategy,
-            "size": 100, "seed": 0, "types_total": 101, "typed_rows": 900, "extractor": {"level": "synthetic"},
-            "response_tokens": None, "metrics_settings": None, "hf_divsft_version": "0.1.0",
+    return {"pool": "synthetic-pool", "pool_fingerprint": digest("pool"), "pool_rows": 1000,
+            "strategy": strategy, "size": 100, "seed": 0, "types_total": 101, "typed_rows": 900,
+            "extractor": {"level": "synthetic"}, "response_tokens": None, "metrics_settings": None,
+            "hf_divsft_version": "0.1.0",
             "type_labels": "type_labels.json", "levels": levels}
 
 

@@ -35,8 +35,8 @@ def synthetic_runs(root, seed: int = 0) -> list[str]:
             for repeat in range(2):
                 run = root / "runs" / f"{entry['config']}-{repeat}"
                 score = 30 + slope * level + float(rng.normal(0, 0.5))
-                subset = {"source": str(build), "config": entry["config"], "strategy": strategy, "level": level,
-                          "ids_sha256": entry["ids_sha256"], "num_rows": 100}
+                subset = {"source": str(build), "config": entry["config"], "strategy": strategy,
+                          "level": level, "ids_sha256": entry["ids_sha256"], "num_rows": 100}
                 factories.write_json(run / "summary.json", factories.summary(score, subset))
                 folders.append(str(run))
         factories.write_json(build / "manifest.json", factories.manifest(strategy, levels))

@@ -15,7 +15,8 @@ from hf_divsft.data import read_pool
 from .conftest import error_line, read_manifest, run_divsft
 
 ROWS = 400
-BUILD = ("--strategy", "response-micro", "--size", 150, "--band", "5,200", "--levels", "0,100", "--no-metrics")
+BUILD = ("--strategy", "response-micro", "--size", 150, "--band", "5,200", "--levels", "0,100",
+         "--no-metrics")
 
 
 def conversations(pool_file: Path, sharegpt: bool = False) -> list[dict]:
@@ -84,7 +85,8 @@ def test_a_chat_build_keeps_whole_conversations_and_every_pool_column(chat_pool,
         assert subset.num_rows == 150 and {"id", "messages", "origin", "types"} <= set(subset.column_names)
         for row in subset.select(range(40)):
             assert row["messages"] == source[row["id"]]["messages"] and row["origin"] == "messages"
-    multi = sum(len(row["messages"]) > 3 for row in load_from_disk(str(out / manifest["levels"][-1]["config"])))
+    multi = sum(len(row["messages"]) > 3
+                for row in load_from_disk(str(out / manifest["levels"][-1]["config"])))
     assert multi > 0  # multi-turn conversations are selected whole
 
 
@@ -126,7 +128,8 @@ def test_skip_invalid_skips_them_and_the_manifest_counts_each_reason(malformed_p
     assert manifest["skipped"]["reasons"] == {
         reason: {"rows": 2, "first_ids": [f"bad-{reason.split()[1]}-0", f"bad-{reason.split()[1]}-1"]}
         for reason in MALFORMED}
-    chosen = {row_id for entry in manifest["levels"] for row_id in load_from_disk(str(out / entry["config"]))["id"]}
+    chosen = {row_id for entry in manifest["levels"]
+              for row_id in load_from_disk(str(out / entry["config"]))["id"]}
     assert not any(row_id.startswith("bad-") for row_id in chosen)
 
 

@@ -97,7 +97,8 @@ class _CurrentStderr:
 
 
 def _follow_stderr() -> None:
-    """Library loggers (datasets, transformers) keep the stderr of the first call; point them at the current one.
+    """Library loggers (datasets, transformers) keep the stderr of the first call; point them at the current
+    one.
 
     In a real process their messages land on stderr, so in-process they must land in the captured stderr
     too, instead of failing on a closed stream of an earlier call.
@@ -176,7 +177,8 @@ def tree_digest(path: Path) -> str:
 
 
 def nearest_folder(path: Path) -> Path:
-    """The nearest existing folder at or above `path` (where a new output, or its staging folder, would go)."""
+    """The nearest existing folder at or above `path` (where a new output, or its staging folder, would
+    go)."""
     path = Path(os.path.abspath(path))
     while not path.is_dir() and path != path.parent:
         path = path.parent
@@ -251,7 +253,8 @@ def check_refused(case: Case, root: Path, runner=in_process) -> Outcome:
         raise AssertionError(
             f"`divsft {shown}` (cwd {case.cwd}) [{case.label}] broke the refusal contract:\n  - "
             + "\n  - ".join(problems)
-            + f"\n  exit code: {outcome.exit_code}\n  stderr: {err[-1500:]!r}\n  stdout: {outcome.stdout[-500:]!r}"
+            + f"\n  exit code: {outcome.exit_code}\n  stderr: {err[-1500:]!r}"
+              f"\n  stdout: {outcome.stdout[-500:]!r}"
         )
     return outcome
 
@@ -265,7 +268,8 @@ def shlex_quote(arg) -> str:
 # -- strategies for the values --------------------------------------------------------------------------
 ARG_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
 ARG_TEXT = st.text(ARG_CHARS, max_size=12)
-NAME = st.text("abcdefghijklmnopqrstuvwxyz0123456789_-", min_size=1, max_size=10).filter(lambda s: s[0] != "-")
+NAME = st.text("abcdefghijklmnopqrstuvwxyz0123456789_-", min_size=1,
+               max_size=10).filter(lambda s: s[0] != "-")
 
 
 def _parses(kind, text: str) -> bool:
@@ -277,7 +281,8 @@ def _parses(kind, text: str) -> bool:
 
 
 def _not_an_integer(text: str) -> bool:
-    """No reading of `text` gives a whole number (the CLI's parser takes "5.0" and " 5" as 5, so those are out)."""
+    """No reading of `text` gives a whole number (the CLI's parser takes "5.0" and " 5" as 5, so those are
+    out)."""
     if _parses(int, text):
         return False
     try:
@@ -288,7 +293,8 @@ def _not_an_integer(text: str) -> bool:
 
 
 NON_INT = st.one_of(
-    st.sampled_from(["", " ", "ten", "1.5", "0x10", "1,000", "--", "½", "1 2", "nan", "inf", "+", "-", "3rd"]),
+    st.sampled_from(["", " ", "ten", "1.5", "0x10", "1,000", "--", "½", "1 2", "nan", "inf", "+", "-",
+                     "3rd"]),
     ARG_TEXT.filter(_not_an_integer),
     st.floats().map(repr).filter(_not_an_integer),
 )
@@ -318,8 +324,9 @@ def junk_word(valid) -> st.SearchStrategy[str]:
 
 
 def bad_choice(valid) -> st.SearchStrategy[str]:
-    near = st.sampled_from(valid).flatmap(lambda v: st.sampled_from([v.upper(), v.title(), f" {v}", f"{v}x", v[:-1],
-                                                                       v.replace("-", "_"), f"{v}\n"]))
+    near = st.sampled_from(valid).flatmap(
+        lambda v: st.sampled_from([v.upper(), v.title(), f" {v}", f"{v}x", v[:-1], v.replace("-", "_"),
+                                   f"{v}\n"]))
     return st.one_of(near.filter(lambda s: s not in valid), ARG_TEXT.filter(lambda s: s not in valid))
 
 
@@ -357,10 +364,11 @@ def bad_pair(allow_equal: bool) -> st.SearchStrategy[str]:
 
 ASCII_SEMVER = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
 BAD_VERSION = st.one_of(
-    st.sampled_from(["01.0.0", "1.0", "v1.0.0", "1.0.0-rc", "1.0.0+build", "1.0.0.0", "", "1..0", " 1.0.0", "1.00.0"]),
+    st.sampled_from(["01.0.0", "1.0", "v1.0.0", "1.0.0-rc", "1.0.0+build", "1.0.0.0", "", "1..0", " 1.0.0",
+                     "1.00.0"]),
     st.lists(st.text("0123456789", min_size=1, max_size=3), min_size=1, max_size=5).map(".".join),
-    st.tuples(st.sampled_from(["", "v", "V", "=", " "]), st.integers(0, 20), st.integers(0, 20), st.integers(0, 20),
-              st.sampled_from(["", "-rc1", "-alpha", "+x", " ", ".0", "\n"]))
+    st.tuples(st.sampled_from(["", "v", "V", "=", " "]), st.integers(0, 20), st.integers(0, 20),
+              st.integers(0, 20), st.sampled_from(["", "-rc1", "-alpha", "+x", " ", ".0", "\n"]))
       .map(lambda t: f"{t[0]}{t[1]}.{t[2]}.{t[3]}{t[4]}"),
     st.text("0123456789.v-", max_size=10),
     ARG_TEXT,
@@ -372,10 +380,12 @@ BAD_REPO = st.one_of(
                      "./x", "x/.", "a--b/c", "a/b--c", "a/.b", "a/b.", "name"]),
     REPO_PART,  # no namespace: the command needs ORG/NAME
     st.lists(REPO_PART, min_size=3, max_size=5).map("/".join),  # too many parts
-    st.tuples(REPO_PART, REPO_PART, st.sampled_from(list(" @#$%^&*()+=[]{}|\\:;\"'<>,?!~`")), st.integers(0, 8),
-              st.booleans()).map(lambda t: (t[0][:t[3]] + t[2] + t[0][t[3]:] + "/" + t[1]) if t[4]
-                                 else (t[0] + "/" + t[1][:t[3]] + t[2] + t[1][t[3]:])),
-    st.tuples(REPO_PART, REPO_PART, st.sampled_from(["-", ".", "--", "..", "_-", "-."]), st.sampled_from("abcd"))
+    st.tuples(REPO_PART, REPO_PART, st.sampled_from(list(" @#$%^&*()+=[]{}|\\:;\"'<>,?!~`")),
+              st.integers(0, 8), st.booleans())
+      .map(lambda t: (t[0][:t[3]] + t[2] + t[0][t[3]:] + "/" + t[1]) if t[4]
+           else (t[0] + "/" + t[1][:t[3]] + t[2] + t[1][t[3]:])),
+    st.tuples(REPO_PART, REPO_PART, st.sampled_from(["-", ".", "--", "..", "_-", "-."]),
+              st.sampled_from("abcd"))
       .map(lambda t: {"a": f"{t[2]}{t[0]}/{t[1]}", "b": f"{t[0]}{t[2]}/{t[1]}", "c": f"{t[0]}/{t[1]}{t[2]}",
                       "d": f"{t[0]}/{t[2]}{t[1]}"}[t[3]]).filter(lambda r: not _hub_valid(r)),
     st.text("abcdefghijklmnopqrstuvwxyz0123456789-_./", max_size=12).filter(lambda r: not _hub_valid(r)),
@@ -389,15 +399,16 @@ def _hub_valid(repo: str) -> bool:
     parts = repo.split("/")
     if len(parts) != 2:
         return False
-    return all(_HUB_PART.fullmatch(p) and p[0] not in "-." and p[-1] not in "-." and "--" not in p and ".." not in p
-               and not p.endswith(".git") for p in parts)
+    return all(_HUB_PART.fullmatch(p) and p[0] not in "-." and p[-1] not in "-." and "--" not in p
+               and ".." not in p and not p.endswith(".git") for p in parts)
 
 
 # -- valid files to start from ----------------------------------------------------------------------------
 def png_with_software(software: bytes = b"hf-divsft plot") -> bytes:
     """A 1x1 PNG whose text chunk names `divsft plot` as its software (how plot knows its own output)."""
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
 
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0))
             + chunk(b"tEXt", b"Software\x00" + software) + chunk(b"IDAT", zlib.compress(b"\x00\x00"))
@@ -467,7 +478,8 @@ class World:
 
 
 def _import_what_the_commands_import() -> None:
-    """Import once what the commands import lazily, so that no example pays for an import (see the watchdog)."""
+    """Import once what the commands import lazily, so that no example pays for an import (see the
+    watchdog)."""
     import matplotlib.pyplot  # noqa: F401
     import peft  # noqa: F401
     import scipy.stats  # noqa: F401
@@ -521,7 +533,8 @@ def example_counts(tmp_path_factory):
     lines += ["  by class of bad input:"]
     lines += [f"    {command:<16}{label:<36}{n:>6}" for (command, label), n in sorted(CLASSES.items())]
     print("\n".join(lines))
-    report = {"total": total, "commands": len(COUNTS), "seconds": round(seconds, 1), "per_command": dict(COUNTS),
+    report = {"total": total, "commands": len(COUNTS), "seconds": round(seconds, 1),
+              "per_command": dict(COUNTS),
               "per_class": {f"{command}: {label}": n for (command, label), n in sorted(CLASSES.items())}}
     path = tmp_path_factory.getbasetemp() / "cli_properties_counts.json"
     path.write_text(json.dumps(report, indent=2))
@@ -568,16 +581,17 @@ def base(command: str, w: World, s: Path) -> Base:
         return Base(["publish"], [build], {"--repo": "my-org/sft-diversity", "--version": "1.0.0",
                                            "--hub-dir": s / "hub"}, [build], [s / "hub"])
     if command == "eval":
-        return Base(["eval"], [], {"--out": s / "out", "--eval-set": EVAL_SET, "--limit": 1, "--max-new-tokens": 1,
-                                   "--batch-size": 1}, [EVAL_SET], [s / "out"])
+        return Base(["eval"], [], {"--out": s / "out", "--eval-set": EVAL_SET, "--limit": 1,
+                                   "--max-new-tokens": 1, "--batch-size": 1}, [EVAL_SET], [s / "out"])
     if command == "analyze":
         build = w.copy_build(s / "build")
         run = w.run_folder(s / "run", build)
         return Base(["analyze"], [run], {"--out": s / "out"}, [run, build], [s / "out"])
     if command == "demo-results":
-        return Base(["demo-results"], [], {"--out": s / "out", "--pool": w.small_pool, "--eval-set": EVAL_SET,
-                                           "--pool-rows": 200, "--size": 4, "--prompts": 1, "--train-steps": 1,
-                                           "--max-new-tokens": 1}, [w.small_pool, EVAL_SET], [s / "out"])
+        return Base(["demo-results"], [], {"--out": s / "out", "--pool": w.small_pool,
+                                           "--eval-set": EVAL_SET, "--pool-rows": 200, "--size": 4,
+                                           "--prompts": 1, "--train-steps": 1, "--max-new-tokens": 1},
+                    [w.small_pool, EVAL_SET], [s / "out"])
     if command == "train":
         build = w.copy_build(s / "build")
         return Base(["train"], [], {"--config": SMOKE_RECIPE, "--dataset": build,
@@ -590,8 +604,8 @@ def base(command: str, w: World, s: Path) -> Base:
     raise ValueError(command)
 
 
-def refuse(w: World, b: Base, label: str, named=(), extra_inputs=(), extra_outputs=(), cwd=None, runner=in_process,
-           args=None, mentions=(), **override) -> Outcome:
+def refuse(w: World, b: Base, label: str, named=(), extra_inputs=(), extra_outputs=(), cwd=None,
+           runner=in_process, args=None, mentions=(), **override) -> Outcome:
     case = Case(args if args is not None else b.args(**override), inputs=[*b.inputs, *extra_inputs],
                 outputs=[*b.outputs, *extra_outputs], named=tuple(named), cwd=cwd or b.cwd, label=label,
                 mentions=tuple(mentions))
@@ -610,9 +624,10 @@ def scratch(w: World, label: str):
 INT_OPTIONS = {  # flag -> (lowest valid, highest valid or None), as documented in the README and --help
     "build": {"--size": (1, None), "--seed": (0, None), "--num-proc": (1, None), "--tag-alpha": (1, None),
               "--min-cluster-size": (2, None), "--umap-epochs": (0, None)},
-    "measure": {"--max-n": (1, 8), "--self-bleu-sample": (0, None), "--seed": (0, None), "--num-proc": (1, None)},
-    "eval": {"--limit": (1, None), "--batch-size": (1, None), "--seed": (0, None), "--max-new-tokens": (1, None),
-             "--judge-max-tokens": (1, None), "--judge-retries": (0, None)},
+    "measure": {"--max-n": (1, 8), "--self-bleu-sample": (0, None), "--seed": (0, None),
+                "--num-proc": (1, None)},
+    "eval": {"--limit": (1, None), "--batch-size": (1, None), "--seed": (0, None),
+             "--max-new-tokens": (1, None), "--judge-max-tokens": (1, None), "--judge-retries": (0, None)},
     "demo-results": {"--pool-rows": (1, None), "--size": (1, None), "--prompts": (1, None),
                      "--train-steps": (1, None), "--max-new-tokens": (1, None), "--seed": (0, None)},
 }
@@ -662,12 +677,14 @@ def test_bad_choice_is_refused(world, command, data):
     lambda items: len(set(items)) < len(items)))
 def test_eval_configs_given_twice_are_refused(world, configs):
     with scratch(world, "configs") as s:
-        refuse(world, base("eval", world, s), "repeated eval config", named=["--configs"], **{"--configs": ",".join(configs)})
+        refuse(world, base("eval", world, s), "repeated eval config", named=["--configs"],
+               **{"--configs": ",".join(configs)})
 
 
 LIST_OPTIONS = {"build": {"--levels": BAD_LEVELS, "--band": bad_pair(allow_equal=False),
                           "--response-tokens": bad_pair(allow_equal=True)},
-                "demo-results": {"--levels": st.one_of(BAD_LEVELS, st.integers(0, 100).map(str))}}  # demo: >= 2 levels
+                # demo: >= 2 levels
+                "demo-results": {"--levels": st.one_of(BAD_LEVELS, st.integers(0, 100).map(str))}}
 
 
 @pytest.mark.parametrize("command", sorted(LIST_OPTIONS))
@@ -690,7 +707,8 @@ def test_llm_tagger_or_judge_without_its_model_is_refused(world, data):
         if command == "build":
             tagger = data.draw(st.sampled_from(["openai", "transformers"]), label="tagger")
             refuse(world, base("build", world, s), "LLM tagger without --tagger-model", named=["--tagger"],
-                   **{"--strategy": "response-meso", "--tagger": tagger, "--tagger-model": model, "--base-url": url})
+                   **{"--strategy": "response-meso", "--tagger": tagger, "--tagger-model": model,
+                      "--base-url": url})
         else:
             refuse(world, base("eval", world, s), "pairwise judge without --judge-model", named=["--judge"],
                    **{"--judge": "pairwise", "--judge-model": model, "--judge-base-url": url})
@@ -712,8 +730,8 @@ def _known_options() -> dict[str, set[str]]:
 
 
 KNOWN_OPTIONS = _known_options()
-ALL_COMMANDS = ["build", "measure", "plot", "publish", "eval", "analyze", "demo-results", "train", "recipes copy",
-                "recipes list"]
+ALL_COMMANDS = ["build", "measure", "plot", "publish", "eval", "analyze", "demo-results", "train",
+                "recipes copy", "recipes list"]
 UNKNOWN_FLAG = st.from_regex(r"--[a-z][a-z0-9-]{0,14}", fullmatch=True)
 
 
@@ -728,8 +746,8 @@ def test_unknown_option_or_extra_argument_is_refused(world, command, data):
         else:
             flag = data.draw(UNKNOWN_FLAG.filter(lambda f: f not in KNOWN_OPTIONS[command]), label="flag")
         kind = data.draw(st.sampled_from(["flag", "flag with value", "extra argument"] if command in (
-            "recipes list", "recipes copy", "build", "measure", "eval", "demo-results", "train") else ["flag", "flag with value"]),
-            label="kind")
+            "recipes list", "recipes copy", "build", "measure", "eval", "demo-results", "train")
+            else ["flag", "flag with value"]), label="kind")
         args = b.args()
         if kind == "flag":
             args.append(flag)
@@ -758,8 +776,8 @@ def _value_flags() -> dict[str, list[str]]:
 
 
 VALUE_FLAGS = {command: flags for command, flags in _value_flags().items() if command != "train"}
-VALUE_FLAGS["train"] = ["--config", "--dataset", "--dataset_config", "--output_dir", "--max_samples", "--learning_rate",
-                        "--model_name_or_path"]
+VALUE_FLAGS["train"] = ["--config", "--dataset", "--dataset_config", "--output_dir", "--max_samples",
+                        "--learning_rate", "--model_name_or_path"]
 VALUE_FLAGS = {command: flags for command, flags in VALUE_FLAGS.items() if flags}  # recipes copy has none
 
 
@@ -776,7 +794,8 @@ def test_option_without_its_value_is_refused(world, command, data):
 
 
 @settings(PROPS, max_examples=15)
-@given(name=NAME.filter(lambda n: n not in {*ALL_COMMANDS, "recipes", "copy", "list"}), under_recipes=st.booleans())
+@given(name=NAME.filter(lambda n: n not in {*ALL_COMMANDS, "recipes", "copy", "list"}),
+       under_recipes=st.booleans())
 def test_unknown_subcommand_is_refused(world, name, under_recipes):
     args = ["recipes", name] if under_recipes else [name]
     check_refused(Case(args, named=(name,), label="unknown subcommand",
@@ -802,16 +821,18 @@ def test_publish_refuses_a_repo_that_is_no_hub_id(world, repo):
 @example(version="1.0.0-rc")
 def test_publish_refuses_a_version_that_is_not_x_y_z(world, version):
     with scratch(world, "version") as s:
-        refuse(world, base("publish", world, s), "--version not X.Y.Z", named=["--version"], **{"--version": version})
+        refuse(world, base("publish", world, s), "--version not X.Y.Z", named=["--version"],
+               **{"--version": version})
 
 
 @settings(PROPS, max_examples=1, phases=(Phase.generate,))  # one example: an accepted value loads a model
 @given(max_samples=st.integers(max_value=-1))
 def test_train_refuses_a_negative_max_samples(world, max_samples):
-    """A negative sample count is refused before any model is loaded (today: traceback, exit 1, half a run)."""
+    """A negative sample count is refused before any model is loaded (today: traceback, exit 1, half a
+    run)."""
     with scratch(world, "train-int") as s:
-        refuse(world, base("train", world, s), "negative --max_samples", named=["--max_samples", "max_samples"],
-               **{"--max_samples": max_samples})
+        refuse(world, base("train", world, s), "negative --max_samples",
+               named=["--max_samples", "max_samples"], **{"--max_samples": max_samples})
 
 
 @settings(PROPS, max_examples=3, phases=(Phase.generate,))  # each example reads and samples the subset
@@ -833,13 +854,14 @@ def _jsonl(rows) -> bytes:
 INVALID_UTF8 = st.sampled_from([b"\xff", b"\xfe\xff", b"\xc3\x28", b"\x80", b"\xc0\xaf", b"\xed\xa0\x80",
                                 b"\xf8\x88\x80\x80\x80", b"caf\xe9"])
 WRONG_TYPE_VALUE = st.one_of(st.integers(), st.floats(allow_nan=False), st.booleans(), st.just(None),
-                             st.lists(st.text(max_size=3), max_size=2), st.dictionaries(st.text(max_size=3),
-                                                                                          st.integers(), max_size=2))
+                             st.lists(st.text(max_size=3), max_size=2),
+                             st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
 
 
 POOL_KINDS = ["non-UTF-8 bytes", "malformed JSON", "missing column", "non-string column", "empty text",
               "duplicate ids", "no rows", "unsupported suffix", "corrupt parquet", "parquet: missing column",
-              "parquet: non-string column", "parquet: empty text", "parquet: duplicate ids", "parquet: no rows"]
+              "parquet: non-string column", "parquet: empty text", "parquet: duplicate ids",
+              "parquet: no rows"]
 
 
 @st.composite
@@ -853,7 +875,8 @@ def bad_pool(draw, rows: list, kind: str) -> tuple[str, str, bytes]:
     if kind == "non-UTF-8 bytes":
         marker = "\u2603SNOWMAN\u2603"
         picked[at][field_] = picked[at][field_][:20] + marker
-        data = _jsonl(picked) if suffix == ".jsonl" else json.dumps(picked, ensure_ascii=False).encode("utf-8")
+        data = (_jsonl(picked) if suffix == ".jsonl"
+                else json.dumps(picked, ensure_ascii=False).encode("utf-8"))
         return kind, suffix, data.replace(marker.encode("utf-8"), draw(INVALID_UTF8), 1)
     if kind == "malformed JSON":
         lines = _jsonl(picked).decode("utf-8").splitlines(keepends=True)
@@ -871,7 +894,8 @@ def bad_pool(draw, rows: list, kind: str) -> tuple[str, str, bytes]:
             row[f"{field_}_x"] = row.pop(field_)
         return kind, suffix, _jsonl(picked)
     if kind == "non-string column":
-        values = draw(st.lists(WRONG_TYPE_VALUE.filter(lambda v: not isinstance(v, str)), min_size=n, max_size=n))
+        values = draw(st.lists(WRONG_TYPE_VALUE.filter(lambda v: not isinstance(v, str)),
+                               min_size=n, max_size=n))
         same_type = draw(st.booleans())
         for row, value in zip(picked, values):
             row[field_] = values[0] if same_type else value
@@ -882,15 +906,17 @@ def bad_pool(draw, rows: list, kind: str) -> tuple[str, str, bytes]:
     if kind == "duplicate ids":
         other = draw(st.integers(0, n))  # n: a new row that repeats row `at`'s id
         if other == n or other == at:
-            picked.append({**picked[at], "instruction": "another instruction", "response": "another response"})
+            picked.append({**picked[at], "instruction": "another instruction",
+                           "response": "another response"})
         else:
             picked[other]["id"] = picked[at]["id"]
         return kind, suffix, _jsonl(picked)
     if kind == "no rows":
-        return kind, suffix, draw(st.sampled_from([b"", b"\n", b" \n\t\n"] + ([b"[]"] if suffix == ".json" else [])))
+        return kind, suffix, draw(st.sampled_from([b"", b"\n", b" \n\t\n"]
+                                                  + ([b"[]"] if suffix == ".json" else [])))
     if kind == "unsupported suffix":
-        suffix = draw(st.sampled_from([".csv", ".txt", ".tsv", ".xlsx", ".jsonl.gz", ".yaml", "", ".jsonlines",
-                                       ".parq", ".arrow"]))
+        suffix = draw(st.sampled_from([".csv", ".txt", ".tsv", ".xlsx", ".jsonl.gz", ".yaml", "",
+                                       ".jsonlines", ".parq", ".arrow"]))
         return kind, suffix, _jsonl(picked)
     if kind == "corrupt parquet":
         return kind, ".parquet", draw(st.one_of(st.binary(max_size=64), st.just(b"PAR1garbagePAR1"),
@@ -908,15 +934,17 @@ def _parquet_variant(kind: str, picked: list, field_: str, at: int, draw) -> byt
     if kind == "parquet: missing column":
         columns[f"{field_}_x"] = columns.pop(field_)
     elif kind == "parquet: non-string column":
-        columns[field_] = draw(st.sampled_from([list(range(len(picked))), [1.5] * len(picked), [True] * len(picked),
-                                                [[c] for c in columns[field_]], [None] * len(picked)]))
+        columns[field_] = draw(st.sampled_from([list(range(len(picked))), [1.5] * len(picked),
+                                                [True] * len(picked), [[c] for c in columns[field_]],
+                                                [None] * len(picked)]))
     elif kind == "parquet: empty text":
         columns[field_][at] = draw(st.sampled_from(["", "   ", None]))
     elif kind == "parquet: duplicate ids":
         columns = {name: values + [values[at]] for name, values in columns.items()}
     elif kind == "parquet: no rows":
         columns = {name: [] for name in columns}
-    table = pa.table({name: pa.array(values, type=pa.string()) if name != field_ or kind != "parquet: non-string column"
+    table = pa.table({name: pa.array(values, type=pa.string())
+                      if name != field_ or kind != "parquet: non-string column"
                       else pa.array(values) for name, values in columns.items()})
     sink = io.BytesIO()
     pq.write_table(table, sink)
@@ -926,8 +954,9 @@ def _parquet_variant(kind: str, picked: list, field_: str, at: int, draw) -> byt
 
 POOL_MENTIONS = {  # what the one line must say, beyond the file, for these classes
     "malformed JSON": ("line", "row"), "no rows": ("no rows", "empty", "no data"),
-    "parquet: no rows": ("no rows", "empty", "no data"), "non-UTF-8 bytes": ("utf-8",), "empty text": ("empty",),
-    "parquet: empty text": ("empty",), "duplicate ids": ("id",), "parquet: duplicate ids": ("id",),
+    "parquet: no rows": ("no rows", "empty", "no data"), "non-UTF-8 bytes": ("utf-8",),
+    "empty text": ("empty",), "parquet: empty text": ("empty",), "duplicate ids": ("id",),
+    "parquet: duplicate ids": ("id",),
 }
 
 
@@ -1000,7 +1029,8 @@ def test_input_that_does_not_exist_is_refused(world, command, which, data):
     with scratch(world, "missing") as s:
         b = base(command, world, s)
         suffix = {"--config": ".yaml", "--pool": ".jsonl"}.get(which, "")
-        # `--model` and `--adapter` go to from_pretrained, which takes `dir/name` for a Hub id: no such spelling
+        # `--model` and `--adapter` go to from_pretrained, which takes `dir/name` for a Hub id:
+        # no such spelling
         hub_like = which in ("--model", "--adapter", "--model_name_or_path")
         kinds = MISSING_KINDS[:3] + MISSING_KINDS[4:] if hub_like else MISSING_KINDS
         path = data.draw(missing_path(s, suffix, kinds), label="path")
@@ -1016,25 +1046,35 @@ def test_input_that_does_not_exist_is_refused(world, command, which, data):
 
 
 # -- YAML configs --------------------------------------------------------------------------------------
-BUILD_KEY_TYPES = {  # key -> a strategy of values of the wrong type (strict: no "10" for 10, no 1.5, no bools)
+# key -> a strategy of values of the wrong type (strict: no "10" for 10, no 1.5, no bools)
+BUILD_KEY_TYPES = {
     "size": st.one_of(st.text(max_size=4), st.floats(allow_nan=False), st.booleans(), st.just(None),
                       st.lists(st.integers(), max_size=2)),
     "seed": st.one_of(st.text(max_size=4), st.floats(allow_nan=False), st.booleans(), st.just(None)),
     "levels": st.one_of(st.dictionaries(st.text(max_size=3), st.integers(), min_size=1, max_size=2),
                         st.lists(st.one_of(st.text(min_size=1, max_size=3).filter(_not_an_integer),
-                                           st.floats(allow_nan=False), st.booleans()), min_size=1, max_size=3)),
+                                           st.floats(allow_nan=False), st.booleans()),
+                                 min_size=1, max_size=3)),
     "band": st.one_of(st.integers(), st.text("abcxyz- ", min_size=1, max_size=3),
-                      st.lists(st.integers(), min_size=3, max_size=4), st.dictionaries(st.text(max_size=2), st.integers(), max_size=2)),
-    "metrics": st.one_of(st.integers(), st.sampled_from(["maybe", "on", "yes please"]), st.lists(st.booleans(), max_size=2)),
-    "strategy": st.one_of(st.integers(), st.lists(st.text(max_size=3), max_size=2), st.sampled_from(["micro", "response"])),
+                      st.lists(st.integers(), min_size=3, max_size=4),
+                      st.dictionaries(st.text(max_size=2), st.integers(), max_size=2)),
+    "metrics": st.one_of(st.integers(), st.sampled_from(["maybe", "on", "yes please"]),
+                         st.lists(st.booleans(), max_size=2)),
+    "strategy": st.one_of(st.integers(), st.lists(st.text(max_size=3), max_size=2),
+                          st.sampled_from(["micro", "response"])),
     "pool": st.one_of(st.integers(), st.lists(st.text(max_size=3), max_size=2), st.booleans()),
     "tokenizer": st.one_of(st.integers(), st.lists(st.text(max_size=3), max_size=2)),
-    "tag_similarity": st.one_of(st.text(max_size=3), st.lists(st.floats(), max_size=2), st.just(1.5), st.just(0)),
-    "columns": st.one_of(st.integers(), st.text(min_size=1, max_size=4), st.lists(st.text(max_size=3), max_size=2),
-                         st.fixed_dictionaries({"id": st.integers()}), st.fixed_dictionaries({"bogus": st.just("x")})),
-    "num_proc": st.one_of(st.text(min_size=1, max_size=3), st.just(0), st.integers(max_value=-1), st.just(2.5)),
+    "tag_similarity": st.one_of(st.text(max_size=3), st.lists(st.floats(), max_size=2), st.just(1.5),
+                                st.just(0)),
+    "columns": st.one_of(st.integers(), st.text(min_size=1, max_size=4),
+                         st.lists(st.text(max_size=3), max_size=2),
+                         st.fixed_dictionaries({"id": st.integers()}),
+                         st.fixed_dictionaries({"bogus": st.just("x")})),
+    "num_proc": st.one_of(st.text(min_size=1, max_size=3), st.just(0), st.integers(max_value=-1),
+                          st.just(2.5)),
 }
-TRAIN_KEY_TYPES = {  # our own keys of any type; TRL's keys only as text that does not parse (cheap to refuse)
+# our own keys of any type; TRL's keys only as text that does not parse (cheap to refuse)
+TRAIN_KEY_TYPES = {
     "dataset": st.one_of(st.integers(), st.lists(st.text(max_size=3), max_size=2), st.booleans()),
     "dataset_config": st.one_of(st.integers(), st.lists(st.integers(), max_size=2)),
     "max_samples": st.one_of(st.text(min_size=1, max_size=4).filter(_not_an_integer),
@@ -1044,12 +1084,13 @@ TRAIN_KEY_TYPES = {  # our own keys of any type; TRL's keys only as text that do
     "bf16": st.sampled_from(["maybe", "2", "none", "enabled"]),
     "per_device_train_batch_size": st.text(min_size=1, max_size=4).filter(_not_an_integer),
 }
-YAML_SYNTAX_ERRORS = ["key: [1, 2\n", "key: {a: 1\n", "a: 1\n  b: 2\n", "a:\n\t- 1\n", 'a: "unclosed\n', "a: b: c\n",
-                      "- a\nb: 1\n", "a: @x\n", "a: `x`\n", "? [\n", "a: 1\na 2\n", "{a: 1}}\n", "a: *nowhere\n",
-                      "%TAG !\n---\n"]
+YAML_SYNTAX_ERRORS = ["key: [1, 2\n", "key: {a: 1\n", "a: 1\n  b: 2\n", "a:\n\t- 1\n", 'a: "unclosed\n',
+                      "a: b: c\n", "- a\nb: 1\n", "a: @x\n", "a: `x`\n", "? [\n", "a: 1\na 2\n", "{a: 1}}\n",
+                      "a: *nowhere\n", "%TAG !\n---\n"]
 
 
-YAML_KINDS = ["syntax error", "not a mapping", "unknown key", "wrongly typed value", "non-UTF-8 bytes", "empty"]
+YAML_KINDS = ["syntax error", "not a mapping", "unknown key", "wrongly typed value", "non-UTF-8 bytes",
+              "empty"]
 
 
 @st.composite
@@ -1081,7 +1122,8 @@ def bad_yaml(draw, valid: dict, key_types: dict, kind: str) -> tuple[str, bytes,
         if where == "comment":
             return kind, b"# " + bad + b"\n" + text.replace(b"zz_note: MARKER\n", b""), ""
         return kind, text.replace(b"MARKER", bad), ""
-    return kind, draw(st.sampled_from([b"", b"\n", b"# nothing\n", b"---\n"])), "--pool"  # nothing: pool is missing
+    # nothing: pool is missing
+    return kind, draw(st.sampled_from([b"", b"\n", b"# nothing\n", b"---\n"])), "--pool"
 
 
 def assume_broken(text: str) -> None:
@@ -1102,8 +1144,9 @@ def test_bad_yaml_config_is_refused(world, command, kind, data):
     with scratch(world, "yaml") as s:
         out = s / "out"
         if command == "build":
-            valid = {"pool": str(world.small_pool), "strategy": STRATEGY, "out": str(out), "tokenizer": "whitespace",
-                     "metrics": False, "band": [1, 100], "size": 5, "levels": [0, 100]}
+            valid = {"pool": str(world.small_pool), "strategy": STRATEGY, "out": str(out),
+                     "tokenizer": "whitespace", "metrics": False, "band": [1, 100], "size": 5,
+                     "levels": [0, 100]}
             kind, content, key = data.draw(bad_yaml(valid, BUILD_KEY_TYPES, kind), label="config")
             inputs = [world.small_pool]
         else:
@@ -1116,8 +1159,8 @@ def test_bad_yaml_config_is_refused(world, command, kind, data):
         named = [str(config), *(part for part in key.split("|") if part)]
         if command == "train" and key == "--pool":
             named = [str(config)]
-        check_refused(Case([command, "--config", config], inputs=[config, *inputs], outputs=[out], named=tuple(named),
-                           label=f"YAML: {kind}"), world.root)
+        check_refused(Case([command, "--config", config], inputs=[config, *inputs], outputs=[out],
+                           named=tuple(named), label=f"YAML: {kind}"), world.root)
 
 
 # -- build folders --------------------------------------------------------------------------------------
@@ -1127,7 +1170,8 @@ MANIFEST_KINDS = ["corrupt JSON", "not an object", "wrongly typed field", "missi
 
 @st.composite
 def bad_manifest(draw, manifest: dict, kind: str) -> tuple[str, bytes | None]:
-    """(class, bytes of manifest.json, None to remove it) of a build manifest of class `kind` to be refused."""
+    """(class, bytes of manifest.json, None to remove it) of a build manifest of class `kind` to be
+    refused."""
     text = json.dumps(manifest, indent=2)
     if kind == "corrupt JSON":
         how = draw(st.sampled_from(["truncated", "garbage", "trailing comma"]))
@@ -1137,8 +1181,9 @@ def bad_manifest(draw, manifest: dict, kind: str) -> tuple[str, bytes | None]:
             return kind, draw(st.binary(max_size=40).filter(lambda b: _bad_json(b)))
         return kind, text.replace('"seed": 0', '"seed": 0,,').encode("utf-8")
     if kind == "not an object":
-        return kind, json.dumps(draw(st.one_of(st.lists(st.integers(), max_size=3), st.integers(), st.text(max_size=5),
-                                               st.just(None), st.booleans(), st.just([manifest])))).encode("utf-8")
+        return kind, json.dumps(draw(st.one_of(st.lists(st.integers(), max_size=3), st.integers(),
+                                               st.text(max_size=5), st.just(None), st.booleans(),
+                                               st.just([manifest])))).encode("utf-8")
     if kind == "non-UTF-8 bytes":
         return kind, text.encode("utf-8").replace(b'"pool": "', b'"pool": "' + draw(INVALID_UTF8), 1)
     if kind == "no manifest":
@@ -1146,26 +1191,30 @@ def bad_manifest(draw, manifest: dict, kind: str) -> tuple[str, bytes | None]:
     changed = json.loads(text)
     if kind == "missing field":
         del changed[draw(st.sampled_from(["pool", "pool_fingerprint", "pool_rows", "strategy", "size", "seed",
-                                          "types_total", "typed_rows", "extractor", "hf_divsft_version", "levels"]))]
+                                          "types_total", "typed_rows", "extractor", "hf_divsft_version",
+                                          "levels"]))]
     elif kind == "wrongly typed field":
         key, value = draw(st.sampled_from([
-            ("size", "ten"), ("size", 0), ("size", 10.5), ("size", True), ("size", None), ("levels", 3), ("levels", []),
-            ("levels", "0,100"), ("levels", {}), ("seed", -1), ("seed", "0"), ("pool_rows", 0), ("strategy", "bogus"),
-            ("strategy", 5), ("extractor", "micro"), ("pool", 5), ("pool_fingerprint", None), ("types_total", -3),
-            ("typed_rows", "many"), ("hf_divsft_version", 1)]))
+            ("size", "ten"), ("size", 0), ("size", 10.5), ("size", True), ("size", None), ("levels", 3),
+            ("levels", []), ("levels", "0,100"), ("levels", {}), ("seed", -1), ("seed", "0"),
+            ("pool_rows", 0), ("strategy", "bogus"), ("strategy", 5), ("extractor", "micro"), ("pool", 5),
+            ("pool_fingerprint", None), ("types_total", -3), ("typed_rows", "many"),
+            ("hf_divsft_version", 1)]))
         changed[key] = value
     else:  # bad level entry
         at = draw(st.integers(0, len(changed["levels"]) - 1))
         key, value = draw(st.sampled_from([
-            ("config", "../../etc"), ("config", "response_micro_d050"), ("config", "/etc/passwd"), ("config", ""),
-            ("config", "response_micro_d100/../x"), ("config", 5), ("level", 101), ("level", -1), ("level", "50"),
-            ("level", 50.0), ("k", -1), ("num_rows", "20"), ("ids_sha256", "XYZ"), ("ids_sha256", "a" * 63),
-            ("rows_sha256", "not-hex"), ("type_entropy", "high"), ("metrics", "none"), ("metrics", {"bogus": {}}),
+            ("config", "../../etc"), ("config", "response_micro_d050"), ("config", "/etc/passwd"),
+            ("config", ""), ("config", "response_micro_d100/../x"), ("config", 5), ("level", 101),
+            ("level", -1), ("level", "50"), ("level", 50.0), ("k", -1), ("num_rows", "20"),
+            ("ids_sha256", "XYZ"), ("ids_sha256", "a" * 63), ("rows_sha256", "not-hex"),
+            ("type_entropy", "high"), ("metrics", "none"), ("metrics", {"bogus": {}}),
             ("duplicate", None), ("not an object", None)]))
         if key == "duplicate":
             changed["levels"].append(dict(changed["levels"][at]))
         elif key == "not an object":
-            changed["levels"][at] = draw(st.one_of(st.integers(), st.text(max_size=4), st.lists(st.integers(), max_size=2)))
+            changed["levels"][at] = draw(st.one_of(st.integers(), st.text(max_size=4),
+                                                   st.lists(st.integers(), max_size=2)))
         else:
             changed["levels"][at][key] = value
         kind = f"bad level entry ({key})"
@@ -1183,13 +1232,15 @@ def _bad_json(data: bytes) -> bool:
 MANIFEST_READERS = ["measure", "plot", "publish", "train", "analyze"]
 
 
-@pytest.mark.parametrize("kind", MANIFEST_KINDS)
-@pytest.mark.parametrize("command", MANIFEST_READERS)
+# measure reads a folder without manifest.json as a plain dataset folder, by design
+MANIFEST_CASES = [(command, kind) for command in MANIFEST_READERS for kind in MANIFEST_KINDS
+                  if (command, kind) != ("measure", "no manifest")]
+
+
+@pytest.mark.parametrize(("command", "kind"), MANIFEST_CASES)
 @settings(PROPS, max_examples=5)
 @given(data=st.data())
 def test_bad_build_manifest_is_refused(world, command, kind, data):
-    if command == "measure" and kind == "no manifest":
-        pytest.skip("measure reads a folder without manifest.json as a plain dataset folder, by design")
     manifest = json.loads((world.build / "manifest.json").read_text())
     kind, content = data.draw(bad_manifest(manifest, kind), label="manifest")
     with scratch(world, "manifest") as s:
@@ -1203,7 +1254,8 @@ def test_bad_build_manifest_is_refused(world, command, kind, data):
             (build / "manifest.json").unlink()
         else:
             (build / "manifest.json").write_bytes(content)
-        if command == "analyze" and content is None:  # the run then names no build: refused, for a reason of its own
+        # the run then names no build: refused, for a reason of its own
+        if command == "analyze" and content is None:
             refuse(world, b, f"manifest: {kind}", extra_inputs=[build])
         else:
             refuse(world, b, f"manifest: {kind}", named=[str(build)], extra_inputs=[build])
@@ -1226,11 +1278,13 @@ def damage(build: Path, level: str, kind: str, data) -> None:
     elif kind == "arrow file truncated":
         arrow = next(folder.glob("*.arrow"))
         content = arrow.read_bytes()
-        arrow.write_bytes(content[: data.draw(st.integers(0, min(len(content) - 1, 400)), label="kept bytes")])
+        arrow.write_bytes(content[: data.draw(st.integers(0, min(len(content) - 1, 400)),
+                                              label="kept bytes")])
     elif kind == "arrow file replaced":
         next(folder.glob("*.arrow")).write_bytes(data.draw(st.binary(max_size=64), label="arrow bytes"))
     else:
-        (folder / "state.json").write_bytes(data.draw(st.sampled_from([b"{", b"[]", b"", b'{"_data_files": 3}']),
+        (folder / "state.json").write_bytes(data.draw(st.sampled_from([b"{", b"[]", b"",
+                                                                       b'{"_data_files": 3}']),
                                                       label="state.json"))
 
 
@@ -1286,28 +1340,31 @@ def bad_run_file(draw, name: str) -> tuple[str, str, bytes | None]:
                                                          st.just(None), st.text(max_size=4)))).encode("utf-8")
         if kind == "wrongly typed field":
             key, value = draw(st.sampled_from([("score", "high"), ("n", -1), ("n", "4"), ("judge", "nll"),
-                                               ("ci95", [1.0]), ("ci95", "wide"), ("model", 5), ("subset", "x"),
-                                               ("subset", {"source": 5, "num_rows": 1}),
-                                               ("subset", {"source": "x", "num_rows": -2}), ("configs", "alpaca_eval"),
-                                               ("eval_set", None)]))
+                                               ("ci95", [1.0]), ("ci95", "wide"), ("model", 5),
+                                               ("subset", "x"), ("subset", {"source": 5, "num_rows": 1}),
+                                               ("subset", {"source": "x", "num_rows": -2}),
+                                               ("configs", "alpaca_eval"), ("eval_set", None)]))
             return name, kind, json.dumps({**good_summary, key: value}).encode("utf-8")
         if kind == "missing field":
             key = draw(st.sampled_from(["judge", "metric", "score", "n", "model", "eval_set", "configs"]))
-            return name, kind, json.dumps({k: v for k, v in good_summary.items() if k != key}).encode("utf-8")
+            return name, kind, json.dumps({k: v for k, v in good_summary.items()
+                                           if k != key}).encode("utf-8")
         if kind == "non-UTF-8 bytes":
-            return name, kind, json.dumps(good_summary).encode("utf-8").replace(b"smollm2", draw(INVALID_UTF8), 1)
+            return name, kind, json.dumps(good_summary).encode("utf-8").replace(b"smollm2",
+                                                                                draw(INVALID_UTF8), 1)
         return name, kind, None
-    good = ({"id": "p1", "config": "alpaca_eval", "instruction": "i", "reference": "r", "output": "o", "tokens": 2}
-            if name == "generations.jsonl" else {"id": "p1", "nll_sum": 3.25, "tokens": 2})
+    good = ({"id": "p1", "config": "alpaca_eval", "instruction": "i", "reference": "r", "output": "o",
+             "tokens": 2} if name == "generations.jsonl" else {"id": "p1", "nll_sum": 3.25, "tokens": 2})
     kind = draw(st.sampled_from(["corrupt line", "not an object", "wrongly typed field", "missing field",
-                                 "non-UTF-8 bytes"] + (["bad pairwise judgment"] if name == "judgments.jsonl" else [])))
+                                 "non-UTF-8 bytes"]
+                                + (["bad pairwise judgment"] if name == "judgments.jsonl" else [])))
     lines = [json.dumps(good)] * draw(st.integers(0, 3))
     at = draw(st.integers(0, len(lines)))
     if kind == "corrupt line":
         bad = draw(st.sampled_from(['{"id": ', "{", "nope", '{"id": "p1",}', "[1, 2"]))
     elif kind == "not an object":
-        bad = json.dumps(draw(st.one_of(st.lists(st.integers(), max_size=2), st.integers(), st.text(max_size=3),
-                                        st.booleans())))
+        bad = json.dumps(draw(st.one_of(st.lists(st.integers(), max_size=2), st.integers(),
+                                        st.text(max_size=3), st.booleans())))
     elif kind == "wrongly typed field":
         key = draw(st.sampled_from(sorted(good)))
         bad = json.dumps({**good, key: draw(st.one_of(st.lists(st.integers(), max_size=1), st.dictionaries(
@@ -1318,7 +1375,8 @@ def bad_run_file(draw, name: str) -> tuple[str, str, bytes | None]:
     elif kind == "bad pairwise judgment":
         pairwise = {"id": "p1", "order": "model_first", "verdict": "A", "model_score": 1.0, "reply": "[[A]]"}
         key, value = draw(st.sampled_from([("order", "sideways"), ("order", "Model_First"), ("order", None),
-                                           ("verdict", "D"), ("verdict", "a"), ("model_score", "1"), ("reply", None)]))
+                                           ("verdict", "D"), ("verdict", "a"), ("model_score", "1"),
+                                           ("reply", None)]))
         bad = json.dumps({**pairwise, key: value})
     else:
         bad = None
@@ -1337,7 +1395,8 @@ def test_bad_eval_run_is_refused_by_analyze(world, name, data):
     name, kind, content = data.draw(bad_run_file(name), label="run file")
     with scratch(world, "run") as s:
         b = base("analyze", world, s)
-        good_runs = [world.run_folder(s / f"good-{i}", s / "build") for i in range(data.draw(st.integers(0, 2)))]
+        good_runs = [world.run_folder(s / f"good-{i}", s / "build")
+                     for i in range(data.draw(st.integers(0, 2)))]
         bad_run = b.positionals[0]
         if content is None:
             (bad_run / name).unlink()
@@ -1348,8 +1407,8 @@ def test_bad_eval_run_is_refused_by_analyze(world, name, data):
         refuse(world, b, f"{name}: {kind}", named=[str(bad_run)], extra_inputs=good_runs)
 
 
-REPORT_KINDS = ["corrupt JSON", "not an object", "not a report", "no per-level metrics", "wrongly typed level",
-                "bad strategy", "non-UTF-8 bytes"]
+REPORT_KINDS = ["corrupt JSON", "not an object", "not a report", "no per-level metrics",
+                "wrongly typed level", "bad strategy", "non-UTF-8 bytes"]
 
 
 @st.composite
@@ -1358,7 +1417,8 @@ def bad_report(draw, report: dict, kind: str) -> tuple[str, bytes]:
     if kind == "corrupt JSON":
         return kind, text[: draw(st.integers(0, len(text) - 1))].encode("utf-8")
     if kind == "not an object":
-        return kind, json.dumps(draw(st.one_of(st.lists(st.integers(), max_size=2), st.integers(), st.just(None)))).encode()
+        return kind, json.dumps(draw(st.one_of(st.lists(st.integers(), max_size=2), st.integers(),
+                                               st.just(None)))).encode()
     if kind == "non-UTF-8 bytes":
         return kind, text.encode("utf-8").replace(b'"source": "', b'"source": "' + draw(INVALID_UTF8), 1)
     changed = json.loads(text)
@@ -1412,7 +1472,8 @@ def test_bad_training_record_is_refused_by_eval(world, data):
         folder = s / "trained"
         folder.mkdir()
         (folder / "training_subset.json").write_bytes(content)
-        refuse(world, b, f"training record in {where}", named=[str(folder)], extra_inputs=[folder], **{where: folder})
+        refuse(world, b, f"training record in {where}", named=[str(folder)], extra_inputs=[folder],
+               **{where: folder})
 
 
 # == 3. bad output locations ============================================================================
@@ -1432,7 +1493,8 @@ def spellings(path: Path, cwd: Path) -> st.SearchStrategy[str]:
     """Ways to write `path` (which exists), each naming the very same file or folder."""
     rel = os.path.relpath(path, cwd)
     parent = path.parent
-    variants = [str(path), rel, f"./{rel}", str(path).replace("/", "//", 1) if str(path).count("/") > 1 else str(path),
+    variants = [str(path), rel, f"./{rel}",
+                str(path).replace("/", "//", 1) if str(path).count("/") > 1 else str(path),
                 f"{parent}/./{path.name}", f"{parent}/../{parent.name}/{path.name}"]
     if path.is_dir():
         variants += [f"{path}/", f"{rel}/."]
@@ -1540,7 +1602,8 @@ def foreign_thing(draw, world: World, s: Path, command: str) -> tuple[str, Path]
     elif kind in ("a folder of files", "an empty folder"):
         path.mkdir()
         if kind == "a folder of files":
-            for name, content in draw(st.dictionaries(NAME, st.binary(max_size=16), min_size=1, max_size=3)).items():
+            for name, content in draw(st.dictionaries(NAME, st.binary(max_size=16), min_size=1,
+                                                      max_size=3)).items():
                 (path / name).write_bytes(content)
     elif kind == "a symlink to a file":
         other = s / "elsewhere.txt"
@@ -1549,8 +1612,8 @@ def foreign_thing(draw, world: World, s: Path, command: str) -> tuple[str, Path]
     elif kind == "a dangling symlink":
         path.symlink_to(s / "nothing-here")
     else:
-        other = draw(st.sampled_from([c for c in ("build", "eval", "analyze", "plot", "measure", "recipes copy")
-                                      if c != command]))
+        other = draw(st.sampled_from([c for c in ("build", "eval", "analyze", "plot", "measure",
+                                                  "recipes copy") if c != command]))
         make_earlier_output(other, path, world)
         kind = f"{other}'s output"
     return kind, path
@@ -1696,7 +1759,8 @@ def test_refused_run_keeps_the_commands_own_earlier_output(world, command, data)
 
 @pytest.mark.parametrize("command", sorted(OUT_FLAG))
 def test_empty_output_path_is_refused(world, command):
-    """`--out ""` (an unset shell variable) names no output: refused, never a run that writes nothing or elsewhere."""
+    """`--out ""` (an unset shell variable) names no output: refused, never a run that writes nothing or
+    elsewhere."""
     with scratch(world, "empty-out") as s:
         b = base(command, world, s)
         b.cwd = s
@@ -1735,7 +1799,8 @@ def test_output_inside_another_input_folder_is_refused(world, command, what, dat
 @settings(PROPS, max_examples=6)
 @given(data=st.data())
 def test_recipes_copy_never_writes_into_the_installed_recipes(world, data, monkeypatch):
-    """The shipped recipes are `recipes copy`'s input: DEST inside them is refused (checked on a copy of them)."""
+    """The shipped recipes are `recipes copy`'s input: DEST inside them is refused (checked on a copy of
+    them)."""
     with scratch(world, "recipes") as s:
         installed = s / "installed-recipes"
         shutil.copytree(REPO / "recipes", installed, ignore=shutil.ignore_patterns("__pycache__"))

@@ -87,7 +87,10 @@ BAD_POOLS = {
         [{"id": "x", "instruction": "a", "response": "b"}, {"id": "x", "instruction": "c", "response": "d"}],
         "repeats the value 'x'",
     ),
-    "chat without assistant": ([{"messages": [{"role": "user", "content": "hi"}]}], "row 0: no assistant turn"),
+    "chat without assistant": (
+        [{"messages": [{"role": "user", "content": "hi"}]}],
+        "row 0: no assistant turn",
+    ),
 }
 
 

@@ -109,5 +109,6 @@ def test_bad_judge_settings_fail_in_one_line(tmp_path):
     assert result.returncode == 2
     assert error_line(result.stderr) == "error: --judge pairwise needs --judge-model (and --judge-base-url for a server)"
     result = run_divsft("eval", "--out", tmp_path / "x", "--judge", "gpt")
-    assert error_line(result.stderr) == "error: --judge gpt: unknown; choose one of 'reference-nll' or 'pairwise'"
+    assert error_line(result.stderr) == ("error: --judge gpt: unknown; "
+                                         "choose one of 'reference-nll' or 'pairwise'")
     assert not (tmp_path / "x").exists()

@@ -124,7 +124,8 @@ def test_a_sample_fit_assigns_every_other_row_and_is_reproducible_in_a_fresh_pro
     assert len(labels) == len(vectors) and labels.min() >= -1 and sampled.stats["clusters"] >= 20
     both = (labels >= 0) & (full >= 0)
     agreement = adjusted_rand_score(full[both], labels[both])
-    print(f"\nsample fit (1,500 of 4,000) vs full fit: ARI {adjusted_rand_score(full, labels):.3f} over all rows, "
+    print(f"\nsample fit (1,500 of 4,000) vs full fit: ARI {adjusted_rand_score(full, labels):.3f} "
+          "over all rows, "
           f"{agreement:.3f} over the {both.sum()} rows both cluster")
     assert agreement > 0.5
     script = ("import sys, numpy as np; from hf_divsft.strategies import MacroTypes; "

@@ -95,8 +95,8 @@ def test_measure_on_a_data_file_equals_the_metric_functions(pool_file, tmp_path)
 def test_measure_rejects_bad_input_with_one_line_and_no_output(micro_build, tmp_path):
     out = tmp_path / "m.json"
     cases = {
-        ("--components", "instructions"): "--components instructions: unknown; choose one of 'instruction' or "
-                                          "'response'",
+        ("--components", "instructions"):
+            "--components instructions: unknown; choose one of 'instruction' or 'response'",
         ("--max-n", "0"): "--max-n 0: must be at least 1",
     }
     for flags, message in cases.items():

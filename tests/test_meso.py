@@ -95,7 +95,8 @@ def test_association_merges_are_fp_growths_rules(pool_file, monkeypatch):
     from hf_divsft.data import arrow_column
     from hf_divsft.tagging import TagColumn
 
-    tags = arrow_column(TagColumn("instruction", SpacyTagger()).apply(load_pool(str(pool_file))), "instruction_tags")
+    tags = arrow_column(TagColumn("instruction", SpacyTagger()).apply(load_pool(str(pool_file))),
+                        "instruction_tags")
     normalizer = TagNormalizer(alpha=3, similarity=0.9, association=0.6)
     seen = {}
     merge = TagNormalizer._merge_associated

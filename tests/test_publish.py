@@ -224,8 +224,8 @@ def _fake_hub(hub: HubRepo, repo_id: str, api) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--repo", "no-slash", "--version", "1.0.0"), "--repo no-slash: give ORG/NAME of letters, digits, '-', "
-                                                        "'_' or '.', e.g. my-org/sft-diversity"),
+        (("--repo", "no-slash", "--version", "1.0.0"),
+         "--repo no-slash: give ORG/NAME of letters, digits, '-', '_' or '.', e.g. my-org/sft-diversity"),
         (("--repo", "../..", "--version", "1.0.0"), "--repo ../..: give ORG/NAME"),
         (("--repo", "a/b/c", "--version", "1.0.0"), "--repo a/b/c: give ORG/NAME"),
         (("--repo", REPO, "--version", "1.0"), "--version 1.0: give X.Y.Z without leading zeros, e.g. 1.0.0 "
@@ -306,7 +306,8 @@ def test_a_build_whose_rows_were_edited_after_the_build_is_refused(builds, tmp_p
                     with_indices=True, keep_in_memory=True)
     shutil.rmtree(level)
     rows.save_to_disk(str(level))
-    result = run_divsft("publish", edited, "--repo", REPO, "--version", "1.0.0", "--hub-dir", tmp_path / "hub")
+    result = run_divsft("publish", edited, "--repo", REPO, "--version", "1.0.0",
+                        "--hub-dir", tmp_path / "hub")
     assert result.returncode == 2
     assert error_line(result.stderr) == (
         f"error: {level}: its rows were edited after the build (rows_sha256 differs); rebuild it"

@@ -134,7 +134,8 @@ def reference_selection(types: list[list[int]], seed: int, level: float, size: i
     row_types = [sorted({dense[t] for t in row}) for row in types]
     rng = np.random.default_rng([seed, k])
     candidates = selector.candidates(k)
-    pairs = [(t, row) for t in range(selector.num_types) for row in candidates.tolist() if t in row_types[row]]
+    pairs = [(t, row) for t in range(selector.num_types) for row in candidates.tolist()
+             if t in row_types[row]]
     keys = rng.random(len(pairs))
     queues: dict[int, list[int]] = {}
     for (t, row), _ in sorted(zip(pairs, keys), key=lambda item: (item[0][0], item[1])):
@@ -164,7 +165,8 @@ def reference_selection(types: list[list[int]], seed: int, level: float, size: i
 @pytest.mark.parametrize("seed", range(4))
 def test_compiled_sampling_matches_the_plain_reference(seed):
     rng = np.random.default_rng(100 + seed)
-    types = [rng.integers(0, 60, rng.integers(0, 7)).tolist() for _ in range(500)]  # repeats and empty rows too
+    # repeats and empty rows too
+    types = [rng.integers(0, 60, rng.integers(0, 7)).tolist() for _ in range(500)]
     selector = TypeSelector(types, seed=seed)
     for level in (0, 33, 67, 100):
         assert selector.select(level, 120).indices.tolist() == reference_selection(types, seed, level, 120)

@@ -1,4 +1,5 @@
-"""The whole shared pool (75,636 rows), every strategy at the paper's 7 levels and N=10,000: the rows chosen do
+"""The whole shared pool (75,636 rows), every strategy at the paper's 7 levels and N=10,000: the rows
+chosen do
 not move, and the same inputs and seed give the same rows in a fresh process.
 
 `tests/data/shared_pool_ids.json` holds every level's `ids_sha256` for the micro and meso strategies,
@@ -21,8 +22,8 @@ pytestmark = pytest.mark.slow
 
 
 def full_build(out, strategy: str, *flags, env: dict | None = None) -> dict:
-    result = run_divsft("build", "--pool", POOL_DIR, "--strategy", strategy, "--no-metrics", "--out", out, *flags,
-                        env=env, timeout=1200)
+    result = run_divsft("build", "--pool", POOL_DIR, "--strategy", strategy, "--no-metrics", "--out", out,
+                        *flags, env=env, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     return {entry["config"]: entry["ids_sha256"] for entry in read_manifest(out)["levels"]}
 

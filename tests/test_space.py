@@ -125,8 +125,8 @@ def test_app_refuses_a_results_file_it_cannot_trust_in_one_line(demo, tmp_path):
     judgments = results / "runs" / "base" / "judgments.jsonl"
     judgments.write_text(json.dumps({"id": "p1", "order": "<img src=x onerror=alert(1)>", "verdict": "A",
                                      "model_score": 1.0, "reply": "[[A]]"}) + "\n")
-    result = subprocess.run([sys.executable, str(APP), "--results", str(results)], capture_output=True, text=True,
-                            timeout=120, check=False)
+    result = subprocess.run([sys.executable, str(APP), "--results", str(results)], capture_output=True,
+                            text=True, timeout=120, check=False)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {judgments}: line 1: field 'order': ")
 

@@ -33,7 +33,8 @@ def eval_run(name: str, generations: list[dict], judgments: list[dict], config: 
     summary = Summary.model_construct(judge={}, metric="", score=50.0, n=1, model=model, subset=subset,
                                       eval_set="e", configs=[])
     return EvalRun(ROOT / name, summary, [Generation.model_construct(**g) for g in generations],
-                   [(NllJudgment if "nll_sum" in j else PairwiseJudgment).model_construct(**j) for j in judgments])
+                   [(NllJudgment if "nll_sum" in j else PairwiseJudgment).model_construct(**j)
+                    for j in judgments])
 
 
 def results(*runs: EvalRun) -> Results:
@@ -158,7 +159,8 @@ def test_compare_view_renders_every_results_field_as_text(cases):
     row = {"id": "p1", "instruction": instruction, "reference": reference, "output": output}
     pairwise = eval_run("runs/a", [row], [{"id": "p1", "order": order, "verdict": order, "model_score": 1.0}],
                         config=config)
-    proxy = eval_run("runs/b", [{**row, "output": model}], [{"id": "p1", "nll_sum": 3.0, "tokens": 2}], model=model)
+    proxy = eval_run("runs/b", [{**row, "output": model}], [{"id": "p1", "nll_sum": 3.0, "tokens": 2}],
+                     model=model)
     header, blocks = results(pairwise, proxy).answers("p1", ["runs/a", "runs/b"])
     assert_no_markup(header, i_shown + r_shown)
     first = assert_no_markup(blocks[0], o_shown + c_shown + [s.replace("_", " ") for s in d_shown])

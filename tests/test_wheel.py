@@ -29,16 +29,16 @@ def wheel(tmp_path_factory) -> Path:
 def site(wheel, tmp_path_factory) -> Path:
     """The wheel installed alone (its dependencies come from this environment), away from the checkout."""
     target = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile", "--target",
-                    str(target), str(wheel)], check=True, capture_output=True, timeout=600)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile",
+                    "--target", str(target), str(wheel)], check=True, capture_output=True, timeout=600)
     return target
 
 
 def installed(site: Path, *args, cwd: Path) -> subprocess.CompletedProcess:
     """The wheel's own `divsft` console script, run from a folder outside the checkout."""
     env = {**os.environ, "PYTHONPATH": str(site)}
-    return subprocess.run([str(site / "bin" / "divsft"), *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=900, check=False)
+    return subprocess.run([str(site / "bin" / "divsft"), *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=900, check=False)
 
 
 def test_the_wheel_carries_the_card_template_and_the_recipes(wheel, site, tmp_path):
@@ -46,10 +46,12 @@ def test_the_wheel_carries_the_card_template_and_the_recipes(wheel, site, tmp_pa
 
     names = set(ZipFile(wheel).namelist())
     assert {"hf_divsft/dataset_cards/subsets.md.j2", "hf_divsft/recipes/smollm2-135m/sft/config_lora.yaml",
-            "hf_divsft/recipes/accelerate_configs/cpu.yaml", "hf_divsft/measurements/self_bleu/self_bleu.py"} <= names
-    where = subprocess.run([sys.executable, "-c", "import hf_divsft; print(hf_divsft.__file__, hf_divsft.__version__)"],
-                           capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)},
-                           check=True).stdout.split()
+            "hf_divsft/recipes/accelerate_configs/cpu.yaml",
+            "hf_divsft/measurements/self_bleu/self_bleu.py"} <= names
+    where = subprocess.run([sys.executable, "-c",
+                            "import hf_divsft; print(hf_divsft.__file__, hf_divsft.__version__)"],
+                           capture_output=True, text=True, cwd=tmp_path,
+                           env={**os.environ, "PYTHONPATH": str(site)}, check=True).stdout.split()
     assert Path(where[0]).is_relative_to(site) and where[1] in wheel.name
 
 
@@ -64,7 +66,8 @@ def test_recipes_list_and_copy_from_the_installed_wheel(site, tmp_path):
         assert filecmp.cmp(tmp_path / "my-recipes" / name, REPO / "recipes" / name, shallow=False), name
     again = installed(site, "recipes", "copy", tmp_path / "my-recipes", cwd=tmp_path)
     assert again.returncode == 2 and "already exists; pass --overwrite" in again.stderr
-    assert installed(site, "recipes", "copy", tmp_path / "my-recipes", "--overwrite", cwd=tmp_path).returncode == 0
+    assert installed(site, "recipes", "copy", tmp_path / "my-recipes", "--overwrite",
+                     cwd=tmp_path).returncode == 0
 
 
 def test_the_installed_wheel_builds_and_publishes_with_its_card(site, pool_file, tmp_path):
@@ -75,8 +78,8 @@ def test_the_installed_wheel_builds_and_publishes_with_its_card(site, pool_file,
     published = installed(site, "publish", out, "--repo", "testorg/wheel-subsets", "--version", "1.0.0",
                           "--hub-dir", hub, cwd=tmp_path)
     assert published.returncode == 0, published.stderr[-2000:]
-    card = subprocess.run(["git", f"--git-dir={hub}", "show", "v1.0.0:README.md"], capture_output=True, text=True,
-                          check=True).stdout
+    card = subprocess.run(["git", f"--git-dir={hub}", "show", "v1.0.0:README.md"], capture_output=True,
+                          text=True, check=True).stdout
     assert 'load_dataset("testorg/wheel-subsets", "response_micro_d100", revision="v1.0.0"' in card
 
 
@@ -95,8 +98,9 @@ def test_the_space_bundle_requirements_install_the_wheel_from_the_space_repo(tmp
     endpoint = f"http://127.0.0.1:{port}"
     out = tmp_path / "space"
     env = {**os.environ, "HF_ENDPOINT": endpoint}
-    made = subprocess.run([sys.executable, str(REPO / "spaces" / "divsft-explorer" / "bundle.py"), "--space", SPACE,
-                           "--out", str(out)], capture_output=True, text=True, env=env, timeout=600, check=False)
+    made = subprocess.run([sys.executable, str(REPO / "spaces" / "divsft-explorer" / "bundle.py"),
+                           "--space", SPACE, "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=600, check=False)
     assert made.returncode == 0, made.stderr[-2000:]
     assert {p.name for p in out.iterdir()} >= {"app.py", "README.md", "requirements.txt"}
     requirement = out.joinpath("requirements.txt").read_text().splitlines()[-1]

@@ -40,7 +40,8 @@ def evaluate_model(config: EvalConfig) -> dict:
         judgments, result = _reference_nll(config, items)
     summary = {**result, **_provenance(config, items), "subset": subset.model_dump() if subset else None}
     fields = ("id", "config", "instruction", "reference", "output", "tokens")
-    write_eval_run(config.out, config.overwrite, [{key: item[key] for key in fields} for item in items], judgments,
+    write_eval_run(config.out, config.overwrite, [{key: item[key] for key in fields} for item in items],
+                   judgments,
                    summary)
     return summary
 

@@ -47,7 +47,8 @@ class LevelEntry(Record):
 
     def metric_values(self) -> dict:
         """{component: {metric: {"value": v}}} (empty if built with --no-metrics)."""
-        return {c: {m: {"value": v.value} for m, v in metrics.items()} for c, metrics in (self.metrics or {}).items()}
+        return {c: {m: {"value": v.value} for m, v in metrics.items()}
+                for c, metrics in (self.metrics or {}).items()}
 
 
 class Manifest(Record):
@@ -102,7 +103,8 @@ class BuildFolder:
     def read(cls, path: str | Path) -> BuildFolder:
         path = Path(path)
         if not (path / MANIFEST).is_file():
-            raise DivsftError(f"{path}: not a build folder (no {MANIFEST}); run `divsft build --out {path}` first")
+            raise DivsftError(f"{path}: not a build folder (no {MANIFEST}); "
+                              f"run `divsft build --out {path}` first")
         raw = read_json(path / MANIFEST, "a build manifest")
         return cls(path, validated(Manifest, raw, path / MANIFEST), raw)
 
@@ -136,11 +138,13 @@ class BuildFolder:
 
         entry, folder = self.level(config), self.path / config
         if not (folder / "dataset_info.json").is_file():
-            raise DivsftError(f"{self.path / MANIFEST} lists '{config}' but {folder} is not a saved dataset; rebuild")
+            raise DivsftError(f"{self.path / MANIFEST} lists '{config}' but {folder} is not a saved dataset; "
+                              "rebuild")
         try:
             rows = load_from_disk(str(folder))
         except Exception as err:  # a corrupt arrow file or state.json: datasets raises many types
-            raise DivsftError(f"{folder}: cannot be read as a saved dataset ({reason(err)}); rebuild it") from err
+            raise DivsftError(f"{folder}: cannot be read as a saved dataset ({reason(err)}); "
+                              "rebuild it") from err
         if verify:
             self._verify(entry, rows, folder)
         return rows
@@ -152,12 +156,15 @@ class BuildFolder:
 
     def _verify(self, entry: LevelEntry, rows, folder: Path) -> None:
         if entry.rows_sha256 is None:
-            raise DivsftError(f"{self.path / MANIFEST}: built by hf-divsft {self.manifest.hf_divsft_version}, "
+            raise DivsftError(f"{self.path / MANIFEST}: built by hf-divsft "
+                              f"{self.manifest.hf_divsft_version}, "
                               "which recorded no rows_sha256; rebuild it with this version")
         if rows.num_rows != entry.num_rows or ids_sha256(rows) != entry.ids_sha256:
-            raise DivsftError(f"{folder}: its rows are not the ones manifest.json lists (ids_sha256); rebuild it")
+            raise DivsftError(f"{folder}: its rows are not the ones manifest.json lists (ids_sha256); "
+                              "rebuild it")
         if rows_sha256(rows) != entry.rows_sha256:
-            raise DivsftError(f"{folder}: its rows were edited after the build (rows_sha256 differs); rebuild it")
+            raise DivsftError(f"{folder}: its rows were edited after the build (rows_sha256 differs); "
+                              "rebuild it")
 
     def type_labels(self) -> dict[str, str]:
         """type id (as text) -> readable label; empty for a build without a labels file."""

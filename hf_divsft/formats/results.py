@@ -31,7 +31,8 @@ class ResultsFolder:
         root = Path(root)
         if not root.is_dir():
             raise DivsftError(f"{root}: not a folder")
-        builds = [BuildFolder.read(path.parent) for path in sorted(root.rglob(MANIFEST)) if _outside_subsets(path)]
+        builds = [BuildFolder.read(path.parent) for path in sorted(root.rglob(MANIFEST))
+                  if _outside_subsets(path)]
         runs = [EvalRun.read(path.parent) for path in sorted(root.rglob(SUMMARY))]
         return cls(root, builds, runs)
 

@@ -93,11 +93,13 @@ class MacroTypes:
         smallest = max(2, round(self.min_cluster_size * len(fitted) / len(vectors)))
         clusterer = self.clusterer if self.clusterer is not None else OneThreadHDBSCAN(smallest)
         labels = np.full(len(vectors), -1, dtype=np.int64)
-        labels[fitted] = np.asarray(clusterer.fit_predict(reducer.fit_transform(vectors[fitted])), dtype=np.int64)
+        labels[fitted] = np.asarray(clusterer.fit_predict(reducer.fit_transform(vectors[fitted])),
+                                    dtype=np.int64)
         others = np.setdiff1d(np.arange(len(vectors)), fitted)
         if len(others):
             space = assignment_space(reducer, vectors[fitted])
-            labels[others] = assign_by_neighbours(space, labels[fitted], assignment_space(reducer, vectors[others]))
+            labels[others] = assign_by_neighbours(space, labels[fitted],
+                                                  assignment_space(reducer, vectors[others]))
         self.stats = {"clusters": int(labels.max() + 1), "noise_rows": int((labels < 0).sum()),
                       "fitted_rows": len(fitted), "assigned_rows": len(others)}
         if self.noise == "type":
@@ -108,8 +110,8 @@ class MacroTypes:
         ds = self.embed.apply(ds, num_proc=num_proc)
         labels = self.cluster(embedding_matrix(ds, self.embed.output_column))
         features = Features({**ds.features, "types": List(Value("int32"))})
-        typed = map_batches(ds.with_format("arrow"), ClusterTypes(labels), with_indices=True, features=features,
-                            desc="Assigning macro types")
+        typed = map_batches(ds.with_format("arrow"), ClusterTypes(labels), with_indices=True,
+                            features=features, desc="Assigning macro types")
         return typed.with_format(ds.format["type"], **ds.format["format_kwargs"])
 
     def type_labels(self, typed: Dataset, words: int = 4, vocabulary_rows: int = 20_000) -> dict[int, str]:
@@ -136,8 +138,9 @@ class MacroTypes:
             start += len(block)
             typed_rows = np.flatnonzero(rows >= 0)
             if len(typed_rows):
-                onehot = sparse.csr_matrix((np.ones(len(typed_rows)), (np.searchsorted(names, rows[typed_rows]),
-                                                                       typed_rows)), shape=(len(names), len(rows)))
+                onehot = sparse.csr_matrix((np.ones(len(typed_rows)),
+                                            (np.searchsorted(names, rows[typed_rows]), typed_rows)),
+                                           shape=(len(names), len(rows)))
                 counts = counts + onehot @ vectorizer.transform(block)
         counts = counts.toarray()
         tf = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)

@@ -97,7 +97,8 @@ class TagNormalizer:
         dense = {c: i for i, c in enumerate(dict.fromkeys(cluster))}
         key_to_type = {key: dense[c] for key, c in zip(keys, cluster)}
         labels = [""] * len(dense)
-        for index in sorted(range(len(keys)), key=lambda i: -support[kept[i]]):  # the most common tag names it
+        # the most common tag names it
+        for index in sorted(range(len(keys)), key=lambda i: -support[kept[i]]):
             labels[key_to_type[keys[index]]] = labels[key_to_type[keys[index]]] or label_of[kept[index]]
         return TagVocabulary(key_to_type, labels)
 
@@ -143,8 +144,8 @@ class TagNormalizer:
         one_way = set()
         for a, b, ab in zip(together.row, together.col, together.data):
             # FP-Growth's float arithmetic: supports are fractions of the transactions
-            if a != b and ab / transactions >= min_support and (ab / transactions) / (count[a] / transactions) \
-                    >= self.association:
+            if (a != b and ab / transactions >= min_support
+                    and (ab / transactions) / (count[a] / transactions) >= self.association):
                 one_way.add((int(a), int(b)))
         for a, b in one_way:
             if (b, a) in one_way:
@@ -154,7 +155,8 @@ class TagNormalizer:
 
 def _tag_pairs(tags) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(row of each tag, its code, the distinct tags in order of first appearance) from a list column."""
-    array = tags if isinstance(tags, (pa.Array, pa.ChunkedArray)) else pa.array(list(tags), pa.list_(pa.string()))
+    array = (tags if isinstance(tags, (pa.Array, pa.ChunkedArray))
+             else pa.array(list(tags), pa.list_(pa.string())))
     array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
     rows = np.asarray(pc.list_parent_indices(array), dtype=np.int64)
     encoded = pc.dictionary_encode(pc.list_flatten(array))
@@ -188,7 +190,8 @@ class MesoTypes:
         options = {"model": config.tagger_model} if config.tagger != "spacy" else {}
         if config.tagger == "openai":
             options.update(base_url=config.base_url, concurrency=config.tagger_concurrency)
-        normalizer = TagNormalizer(config.tag_alpha, config.tag_similarity, config.tag_association, config.embedder)
+        normalizer = TagNormalizer(config.tag_alpha, config.tag_similarity, config.tag_association,
+                                   config.embedder)
         return cls(component, make_tagger(config.tagger, **options), normalizer)
 
     def check(self) -> None:
@@ -198,8 +201,9 @@ class MesoTypes:
     def plan(self, rows: int) -> list[str]:
         n = self.normalizer
         return [f"tag the {self.component}s with {self.tagger.describe()['tagger']} ({rows:,} texts)",
-                f"normalise the tags: drop those in fewer than {n.alpha} rows, merge spellings, similar phrases "
-                f"(cosine >= {n.similarity}) and tags that imply each other (confidence >= {n.association})",
+                f"normalise the tags: drop those in fewer than {n.alpha} rows, merge spellings, "
+                f"similar phrases (cosine >= {n.similarity}) and tags that imply each other "
+                f"(confidence >= {n.association})",
                 "give each row its tag clusters as types"]
 
     @property
@@ -214,7 +218,8 @@ class MesoTypes:
     def add_types(self, ds: Dataset, num_proc: int | None = None) -> Dataset:
         ds = self.tag.apply(ds, num_proc=num_proc)
         features = Features({**ds.features, "types": List(Value("int32"))})
-        return map_batches(ds, self.fit(ds), num_proc=num_proc, features=features, desc="Assigning meso types")
+        return map_batches(ds, self.fit(ds), num_proc=num_proc, features=features,
+                           desc="Assigning meso types")
 
     def type_labels(self, typed: Dataset) -> dict[int, str]:
         """Each type is a cluster of tags: the first tag seen in it (set by `fit`)."""

@@ -81,7 +81,8 @@ class MicroTypes:
     def plan(self, rows: int) -> list[str]:
         low, high = self.bounds(rows)
         return [f"tokenize the {self.component}s with {self.tokenizer}",
-                f"count token {self.frequency} over the pool; a type is a token with {low:g} < count <= {high:g}",
+                (f"count token {self.frequency} over the pool; "
+                 f"a type is a token with {low:g} < count <= {high:g}"),
                 "give each row its distinct mid-band tokens as types"]
 
     @property
@@ -97,7 +98,8 @@ class MicroTypes:
         column = self.tokenize.output_column
         ids, counts = _token_counts(arrow_column(ds, column), distinct=self.frequency == "samples")
         low, high = self.bounds(ds.num_rows)
-        return MidBandTypes(column, ids[(counts > low) & (counts <= high)], load_tokenizer(self.tokenizer).id_dtype)
+        return MidBandTypes(column, ids[(counts > low) & (counts <= high)],
+                            load_tokenizer(self.tokenizer).id_dtype)
 
     def add_types(self, ds: Dataset, num_proc: int | None = None) -> Dataset:
         """Tokenize, fit the band on this pool, and add a `types` column (cached by fingerprint)."""
@@ -131,7 +133,8 @@ class MicroTypes:
         }
 
 
-def _token_counts(column: pa.ChunkedArray, distinct: bool, block: int = 1 << 24) -> tuple[np.ndarray, np.ndarray]:
+def _token_counts(column: pa.ChunkedArray, distinct: bool,
+                  block: int = 1 << 24) -> tuple[np.ndarray, np.ndarray]:
     """(sorted token ids, their counts) over a token-id list column, read a few million ids at a time.
 
     `distinct` counts each token once per row. Small ids (a tokenizer's vocabulary) are counted with a

@@ -40,18 +40,21 @@ def bundle(space: str, out: Path) -> Path:
     for name in ("app.py", "README.md"):
         shutil.copy(HERE / name, out / name)
     (out / "requirements.txt").write_text(
-        "# Written by bundle.py: hf-divsft's wheel, uploaded with this Space (gradio comes from sdk_version).\n"
+        "# Written by bundle.py: hf-divsft's wheel, uploaded with this Space "
+        "(gradio comes from sdk_version).\n"
         f"hf-divsft[space] @ {wheel_url(space, wheel.name)}\n"
     )
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--space", required=True, help="the Space repo id, OWNER/NAME")
     parser.add_argument("--out", type=Path, required=True, help="a new folder to upload as the Space")
     args = parser.parse_args()
-    print(f"wrote {bundle(args.space, args.out)}; upload it with: hf upload {args.space} {args.out} --repo-type space")
+    print(f"wrote {bundle(args.space, args.out)}; "
+          f"upload it with: hf upload {args.space} {args.out} --repo-type space")
 
 
 if __name__ == "__main__":
