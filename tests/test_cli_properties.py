@@ -714,22 +714,19 @@ def test_llm_tagger_or_judge_without_its_model_is_refused(world, data):
                    **{"--judge": "pairwise", "--judge-model": model, "--judge-base-url": url})
 
 
-# every command's own options, so a generated unknown one surely is unknown
-def _known_options() -> dict[str, set[str]]:
+def _commands():
+    """(name, click command) of every command that runs, `recipes list` and `recipes copy` included."""
     import typer.main
 
-    group = typer.main.get_command(app)
-    known = {}
-    for name, command in group.commands.items():
+    for name, command in typer.main.get_command(app).commands.items():
         subcommands = command.commands.items() if name == "recipes" else [(None, command)]
         for sub, cmd in subcommands:
-            key = f"recipes {sub}" if sub else name
-            known[key] = {opt for p in cmd.params for opt in (*p.opts, *getattr(p, "secondary_opts", ()))}
-            known[key] |= {"--help"}
-    return known
+            yield (f"recipes {sub}" if sub else name), cmd
 
 
-KNOWN_OPTIONS = _known_options()
+# every command's own options, so a generated unknown one surely is unknown
+KNOWN_OPTIONS = {name: {opt for p in cmd.params for opt in (*p.opts, *getattr(p, "secondary_opts", ()))}
+                 | {"--help"} for name, cmd in _commands()}
 ALL_COMMANDS = ["build", "measure", "plot", "publish", "eval", "analyze", "demo-results", "train",
                 "recipes copy", "recipes list"]
 UNKNOWN_FLAG = st.from_regex(r"--[a-z][a-z0-9-]{0,14}", fullmatch=True)
@@ -762,17 +759,8 @@ def test_unknown_option_or_extra_argument_is_refused(world, command, data):
 
 def _value_flags() -> dict[str, list[str]]:
     """Each command's options that take a value (not the on/off flags), from the CLI's own declarations."""
-    import typer.main
-
-    group = typer.main.get_command(app)
-    flags = {}
-    for name, command in group.commands.items():
-        subcommands = command.commands.items() if name == "recipes" else [(None, command)]
-        for sub, cmd in subcommands:
-            flags[f"recipes {sub}" if sub else name] = sorted(
-                opt for p in cmd.params if getattr(p, "param_type_name", "") == "option" and not p.is_flag
-                for opt in p.opts)
-    return flags
+    return {name: sorted(opt for p in cmd.params if getattr(p, "param_type_name", "") == "option"
+                         and not p.is_flag for opt in p.opts) for name, cmd in _commands()}
 
 
 VALUE_FLAGS = {command: flags for command, flags in _value_flags().items() if command != "train"}
