@@ -93,6 +93,12 @@ def staged_dir(final: str | os.PathLike, *, overwrite: bool, owned: Owned, what:
         staging.rename(final)
 
 
+def staged_cache_dir(final: str | os.PathLike) -> contextlib.AbstractContextManager[Path]:
+    """`staged_dir` for an entry of our own cache (a converted model or tokenizer): everything there is
+    ours, so a leftover entry (an older or broken conversion) is replaced without asking."""
+    return staged_dir(final, overwrite=True, owned=lambda path: True, what="a cache entry")
+
+
 @contextlib.contextmanager
 def staged_file(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in `final`'s folder; on success it replaces `final` (`os.replace`).

@@ -18,7 +18,7 @@ import numpy as np
 from datasets import Dataset, List, Value
 
 from .arrays import as_list_array
-from .artifacts import staged_dir
+from .artifacts import staged_cache_dir
 from .assets import DEFAULT_EMBEDDER, cache_dir
 from .columns import FeatureColumn
 from .data import arrow_column, strip_special_tokens
@@ -46,7 +46,7 @@ def minilm_static_dir() -> Path:
         from model2vec.distill import distill
 
         model = distill(model_name=str(minilm_dir()), pca_dims=256)
-        with staged_dir(folder, overwrite=True) as staging:
+        with staged_cache_dir(folder) as staging:
             model.save_pretrained(str(staging))
     return folder
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from .artifacts import staged_dir
+from .artifacts import staged_cache_dir
 from .assets import DEFAULT_MODEL, cache_dir, smollm2_gguf
 from .errors import DivsftError, reason
 
@@ -33,7 +33,7 @@ def smollm2_model_dir() -> Path:
     model.config.quantization_config = None  # else config.json still claims GGUF quantisation
     model.config.architectures = [type(model).__name__]  # GGUF configs carry none; servers need it
     model.generation_config = source.generation_config
-    with staged_dir(folder, overwrite=True) as staging:
+    with staged_cache_dir(folder) as staging:
         model.save_pretrained(str(staging))
         tokenizer.save_pretrained(str(staging))
     return folder

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from datasets import List, Value
 
-from .artifacts import staged_dir
+from .artifacts import staged_cache_dir
 from .assets import DEFAULT_TOKENIZER, cache_dir, smollm2_gguf
 from .columns import FeatureColumn
 from .errors import DivsftError, reason
@@ -97,7 +97,7 @@ def _smollm2_tokenizer_dir() -> Path:
             tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         except Exception as err:
             raise DivsftError(f"{gguf}: cannot read the SmolLM2 tokenizer ({reason(err)}); is torch installed?") from err
-        with staged_dir(folder, overwrite=True) as staging:
+        with staged_cache_dir(folder) as staging:
             tokenizer.save_pretrained(str(staging))
     return folder
 

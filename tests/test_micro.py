@@ -21,6 +21,19 @@ def test_default_tokenizer_is_smollm2_from_the_gguf_package():
     assert tokenizer.tokenizer.convert_ids_to_tokens(ids) == ["Hello", "Ġworld"]
 
 
+def test_tokenizer_is_converted_into_an_empty_cache_and_replaces_a_broken_entry(tmp_path, monkeypatch):
+    # A fresh machine has no cache yet; an interrupted older conversion leaves a folder without its file.
+    monkeypatch.setenv("HF_DIVSFT_CACHE", str(tmp_path))
+    load_tokenizer.cache_clear()  # else the tokenizer an earlier test loaded is returned unread
+    assert load_tokenizer().encode_batch(["Hello world"])[0] == [19556, 905]
+    folder = tmp_path / "tokenizers" / "smollm2-135m-instruct"
+    (folder / "tokenizer.json").unlink()
+    load_tokenizer.cache_clear()
+    assert load_tokenizer().encode_batch(["Hello world"])[0] == [19556, 905]
+    assert (folder / "tokenizer.json").is_file()
+    assert [path.name for path in folder.parent.iterdir()] == [folder.name]  # no staging folder left over
+
+
 @pytest.mark.parametrize("frequency", ["occurrences", "samples"])
 def test_types_are_exactly_the_distinct_mid_band_tokens(pool, frequency):
     micro = MicroTypes("response", band=(3, 60), frequency=frequency)
