@@ -2,7 +2,9 @@
 
 `map_batches` is `Dataset.map(batched=True)` with one difference: a dataset read from a user's folder (a
 `save_to_disk` pool, a build's subset) keeps its cache files in our cache, not beside the user's files,
-so no command ever adds files to its inputs.
+so no command ever adds files to its inputs. `add_columns` maps only the columns a step reads and writes
+only the columns it adds, joined to the input side by side: a step over a million-row pool neither copies
+the pool nor pages in the columns it does not read.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import functools
 import hashlib
 import importlib.util
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
-from datasets import Dataset, Features
+from datasets import Dataset, Features, concatenate_datasets
 from datasets import config as datasets_config
 from datasets.fingerprint import Hasher
 
@@ -37,7 +40,8 @@ def _module_digest(module: str) -> str:
 
 
 def map_batches(ds: Dataset, fn, *, desc: str, features: Features | None = None, with_indices: bool = False,
-                batch_size: int = 1000, num_proc: int | None = None, keep_in_memory: bool = False) -> Dataset:
+                batch_size: int = 1000, num_proc: int | None = None, keep_in_memory: bool = False,
+                remove_columns: Sequence[str] = ()) -> Dataset:
     """`ds.map(fn, batched=True, ...)`, cached by fingerprint, never inside the folder the data came from.
 
     The fingerprint covers the function's settings and its module's code (a callable object's state alone
@@ -45,14 +49,43 @@ def map_batches(ds: Dataset, fn, *, desc: str, features: Features | None = None,
     """
     module = getattr(fn, "__module__", None) or type(fn).__module__
     fingerprint = Hasher.hash([ds._fingerprint, ds.format, fn, _module_digest(module), features, with_indices,
-                               batch_size])
-    options = dict(batched=True, batch_size=batch_size, with_indices=with_indices, num_proc=num_proc,
-                   features=features, keep_in_memory=keep_in_memory, desc=desc, new_fingerprint=fingerprint)
-    if not keep_in_memory and _in_user_folder(ds):
-        folder = cache_dir() / "maps"
-        folder.mkdir(parents=True, exist_ok=True)
-        options["cache_file_name"] = os.fspath(folder / f"cache-{fingerprint}.arrow")
-    return ds.map(fn, **options)
+                               batch_size, list(remove_columns)])
+    return ds.map(fn, batched=True, batch_size=batch_size, with_indices=with_indices, num_proc=num_proc,
+                  features=features, keep_in_memory=keep_in_memory, desc=desc, new_fingerprint=fingerprint,
+                  remove_columns=list(remove_columns) or None, **_cache_file(ds, fingerprint, keep_in_memory))
+
+
+def add_columns(ds: Dataset, fn, *, reads: Sequence[str], features: Features, desc: str, arrow: bool = False,
+                **options) -> Dataset:
+    """`ds` plus the columns `fn` computes (`features`) from the columns it `reads`.
+
+    `fn` sees batches of the read columns only (Arrow tables if `arrow`) and returns the new columns only;
+    those alone are written and cached, then joined to `ds` without a copy. A dataset that is a selection
+    of rows is written out once first, since a join needs both sides to have the same rows.
+    """
+    ds = _flattened(ds, options.get("keep_in_memory", False))
+    inputs = ds.select_columns(list(reads))
+    added = map_batches(inputs.with_format("arrow") if arrow else inputs.with_format(None), fn,
+                        features=features, remove_columns=reads, desc=desc, **options)
+    joined = concatenate_datasets([ds.with_format(None), added.with_format(None)], axis=1)
+    return joined.with_format(ds.format["type"], **ds.format["format_kwargs"])
+
+
+def _flattened(ds: Dataset, keep_in_memory: bool) -> Dataset:
+    if ds._indices is None:
+        return ds
+    fingerprint = Hasher.hash([ds._fingerprint, "flatten_indices"])
+    return ds.flatten_indices(keep_in_memory=keep_in_memory, new_fingerprint=fingerprint,
+                              **_cache_file(ds, fingerprint, keep_in_memory))
+
+
+def _cache_file(ds: Dataset, fingerprint: str, keep_in_memory: bool) -> dict:
+    """Where a derived dataset's cache file goes when `datasets` would put it beside the user's files."""
+    if keep_in_memory or not _in_user_folder(ds):
+        return {}
+    folder = cache_dir() / "maps"
+    folder.mkdir(parents=True, exist_ok=True)
+    return {"cache_file_name": os.fspath(folder / f"cache-{fingerprint}.arrow")}
 
 
 class FeatureColumn:
@@ -78,6 +111,6 @@ class FeatureColumn:
             return ds
         if self.column not in ds.column_names:
             raise DivsftError(f"no column '{self.column}' to read (columns: {', '.join(ds.column_names)})")
-        features = Features({**ds.features, self.output_column: self.feature()})
-        return map_batches(ds, self, features=features, batch_size=self.batch_size, num_proc=num_proc,
-                           keep_in_memory=keep_in_memory, desc=f"{self.verb} {self.column}")
+        features = Features({self.output_column: self.feature()})
+        return add_columns(ds, self, reads=[self.column], features=features, batch_size=self.batch_size,
+                           num_proc=num_proc, keep_in_memory=keep_in_memory, desc=f"{self.verb} {self.column}")

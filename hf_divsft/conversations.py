@@ -51,8 +51,8 @@ def chat_format(column_type: pa.DataType) -> ChatFormat | None:
 
 
 class ConversationComponents:
-    """Batched Arrow map function: adds `instruction`, `response` and `_problem` from a conversation
-    column."""
+    """Batched Arrow map function: `instruction`, `response` and `_problem` from a conversation column (the
+    new columns only)."""
 
     def __init__(self, column: str, fmt: ChatFormat):
         self.column = column
@@ -70,12 +70,10 @@ class ConversationComponents:
         texts, is_text = _texts(fields[self.fmt.text_field])
         columns = {"instruction": _joined(texts, parents, (roles == USER) & is_text, n),
                    "response": _joined(texts, parents, (roles == ASSISTANT) & is_text, n)}
-        problems = self._problems(conversations, parents, roles, names, is_text, n)
-        for name, values in {**columns, PROBLEM: problems}.items():
-            batch = batch.append_column(name, values)
-        return batch
+        problems = self._problems(conversations, parents, roles, names, is_text, columns, n)
+        return pa.table({**columns, PROBLEM: problems})
 
-    def _problems(self, conversations, parents, roles, names, is_text, n) -> pa.Array:
+    def _problems(self, conversations, parents, roles, names, is_text, columns, n) -> pa.Array:
         problems: list[str | None] = [None] * n
         found = np.zeros(n, dtype=bool)
 
@@ -90,7 +88,16 @@ class ConversationComponents:
         note(_any_per_row(parents, ~is_text, n), lambda row: "a turn whose content is not text")
         note(~_any_per_row(parents, roles == USER, n), lambda row: "no user turn")
         note(~_any_per_row(parents, roles == ASSISTANT, n), lambda row: "no assistant turn")
+        # checked here, while the texts are at hand, so no later pass has to read them again
+        note(is_blank(columns["instruction"]), lambda row: "its user turns are empty")
+        note(is_blank(columns["response"]), lambda row: "its assistant turns are empty")
         return pa.array(problems, type=pa.string())
+
+
+def is_blank(texts: pa.Array) -> np.ndarray:
+    """Per text: null, empty or only white space."""
+    blank = pc.or_kleene(pc.is_null(texts), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(texts)), 0))
+    return np.asarray(blank.fill_null(True))
 
 
 def _roles(names: pa.Array, fmt: ChatFormat) -> np.ndarray:

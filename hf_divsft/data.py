@@ -14,6 +14,7 @@ import codecs
 import contextlib
 import hashlib
 import json
+import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +23,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from datasets import Dataset, DatasetDict, Value, load_dataset, load_from_disk
+from datasets import Dataset, DatasetDict, Features, Value, load_dataset, load_from_disk
 
 from .arrays import text_blocks
-from .columns import map_batches
+from .columns import add_columns, map_batches
 from .config import PoolColumns
-from .conversations import PROBLEM, ConversationComponents, chat_format
+from .conversations import PROBLEM, ConversationComponents, chat_format, is_blank
 from .errors import DivsftError, reason
 from .hub import repo_id_problem
 from .strategies import COMPONENTS
@@ -59,7 +60,15 @@ def read_pool(source: str, columns: PoolColumns | None = None, split: str = "tra
         rows, chat_column = _components(raw, columns, label=str(source))
         rows = _ensure_ids(rows, columns.id, label=str(source))
         rows, skipped = _drop_problems(rows, chat_column, str(source), skip_invalid)
-    return Pool(rows, raw.num_rows, chat_column, skipped)
+    return Pool(remapped(rows), raw.num_rows, chat_column, skipped)  # drops what normalising paged in
+
+
+def remapped(ds: Dataset) -> Dataset:
+    """`ds` with its files memory-mapped anew: the pages that normalising touched (a chat pool's whole
+    conversation column) leave this process's memory with the old mapping, instead of staying mapped (and
+    counted in its RSS) through tokenizing and selection. `datasets` pickles a memory-mapped table as its
+    file paths and re-opens them on loading; a dataset held in memory is returned as it is."""
+    return pickle.loads(pickle.dumps(ds)) if ds.cache_files else ds
 
 
 def load_pool(source: str, columns: PoolColumns | None = None, split: str = "train",
@@ -284,9 +293,10 @@ def _from_conversations(ds: Dataset, column: str, label: str) -> Dataset:
     for name in ("instruction", "response"):
         if name in ds.column_names:
             raise DivsftError(f"{label}: both '{column}' and '{name}' exist; rename one of them")
-    typed = map_batches(ds.with_format("arrow"), ConversationComponents(column, fmt),
-                        desc="Reading conversations")
-    return typed.with_format(None)
+    features = Features({"instruction": Value("string"), "response": Value("string"),
+                         PROBLEM: Value("string")})
+    return add_columns(ds.with_format(None), ConversationComponents(column, fmt), reads=[column], arrow=True,
+                       features=features, desc="Reading conversations")
 
 
 def _check_string_type(ds: Dataset, column: str, label: str) -> None:
@@ -326,14 +336,9 @@ def _problems(ds: Dataset, chat_column: str | None) -> tuple[np.ndarray, list[st
     if PROBLEM in ds.column_names:
         for row, why in _chunk_rows(arrow_column(ds, PROBLEM), lambda chunk: chunk.is_valid()):
             found[row] = why
-    for field, role in (("instruction", "user"), ("response", "assistant")):
-        def empty(chunk):
-            return pc.or_kleene(pc.is_null(chunk),
-                                pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(chunk)), 0))
-
-        for row, _ in _chunk_rows(arrow_column(ds, field), empty):
-            found.setdefault(row, f"its {role} turns are empty" if chat_column
-                             else f"field '{field}' is empty")
+    for field in COMPONENTS if chat_column is None else ():  # chat pools: checked with the turns
+        for row, _ in _chunk_rows(arrow_column(ds, field), lambda chunk: pa.array(is_blank(chunk))):
+            found.setdefault(row, f"field '{field}' is empty")
     rows = np.array(sorted(found), dtype=np.int64)
     return rows, [found[row] for row in rows.tolist()]
 

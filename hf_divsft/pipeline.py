@@ -31,14 +31,10 @@ def build(config: BuildConfig) -> dict:
         return plan(config, source, extractor)
     pool = _length_band(source.rows, config) if config.response_tokens else source.rows
     typed = extractor.add_types(pool, num_proc=config.num_proc)
-    selector = TypeSelector(arrow_column(typed, "types"), seed=config.seed)
-    levels = sorted(config.levels)
-    selector.k_min(config.size)  # a pool too small for --size fails here, not under a progress bar
-    with tqdm(levels, desc=f"Selecting {strategy.name} levels", unit="level") as bar:
-        selections = [selector.select(level, config.size) for level in bar]
+    selections, type_counts = _select_levels(typed, config, strategy)
     measuring = _measure_config(config)
-    metrics = _measure_levels(typed, selections, measuring) if measuring else [None] * len(levels)
-    manifest = _manifest(config, strategy, source, pool, selector, extractor, measuring)
+    metrics = _measure_levels(typed, selections, measuring) if measuring else [None] * len(selections)
+    manifest = _manifest(config, strategy, source, pool, type_counts, extractor, measuring)
     subsets = typed.remove_columns([c for c in typed.column_names if c.endswith(HELPER_SUFFIXES)])
     with staged_build(config.out, config.overwrite) as writer:
         for selection, measured in zip(selections, metrics):
@@ -64,6 +60,16 @@ def _checked_extractor(strategy: Strategy, config: BuildConfig):
     return extractor
 
 
+def _select_levels(typed: Dataset, config: BuildConfig, strategy: Strategy) -> tuple[list[Selection], dict]:
+    """Every level's rows, and the type counts the manifest records. The selector's arrays (several per
+    (row, type) pair) are freed on return, before the subsets are written."""
+    selector = TypeSelector(arrow_column(typed, "types"), seed=config.seed)
+    selector.k_min(config.size)  # a pool too small for --size fails here, not under a progress bar
+    with tqdm(sorted(config.levels), desc=f"Selecting {strategy.name} levels", unit="level") as bar:
+        selections = [selector.select(level, config.size) for level in bar]
+    return selections, {"types_total": selector.num_types, "typed_rows": selector.typed_rows}
+
+
 def _measure_levels(typed: Dataset, selections: list[Selection], measuring: MeasureConfig) -> list[dict]:
     """The six metrics of every level, from features computed once for the rows any level holds."""
     union = np.unique(np.concatenate([selection.indices for selection in selections]))
@@ -72,7 +78,7 @@ def _measure_levels(typed: Dataset, selections: list[Selection], measuring: Meas
                             keep_in_memory=True) for selection in selections]
 
 
-def _manifest(config: BuildConfig, strategy: Strategy, source: Pool, pool: Dataset, selector: TypeSelector,
+def _manifest(config: BuildConfig, strategy: Strategy, source: Pool, pool: Dataset, type_counts: dict,
               extractor, measuring: MeasureConfig | None) -> dict:
     return {
         "pool": config.pool,
@@ -83,8 +89,7 @@ def _manifest(config: BuildConfig, strategy: Strategy, source: Pool, pool: Datas
         "strategy": strategy.name,
         "size": config.size,
         "seed": config.seed,
-        "types_total": selector.num_types,
-        "typed_rows": selector.typed_rows,
+        **type_counts,  # types_total, typed_rows
         "extractor": extractor.describe(),
         "response_tokens": list(config.response_tokens) if config.response_tokens else None,
         "metrics_settings": measuring.settings() if measuring else None,

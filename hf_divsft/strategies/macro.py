@@ -22,7 +22,7 @@ from datasets import Dataset, Features, List, Value
 from ..arrays import text_blocks
 from ..assets import DEFAULT_EMBEDDER
 from ..clustering import NEIGHBOURS, OneThreadHDBSCAN, assign_by_neighbours, assignment_space, default_reducer
-from ..columns import map_batches
+from ..columns import add_columns
 from ..data import arrow_column
 from ..embedding import EmbedColumn, embedding_matrix, load_embedder
 from ..errors import DivsftError
@@ -31,7 +31,10 @@ NOISE_CHOICES = ("drop", "type")
 
 
 class ClusterTypes:
-    """Batched Arrow map function (with indices): row i gets `[labels[i]]`, or `[]` for dropped noise."""
+    """Batched Arrow map function (with indices): row i gets `[labels[i]]`, or `[]` for dropped noise.
+
+    It needs only the row positions; it is given the narrow `id` column to read.
+    """
 
     def __init__(self, labels: np.ndarray):
         self.labels = np.asarray(labels, dtype=np.int32)
@@ -40,7 +43,7 @@ class ClusterTypes:
         labels = self.labels[np.asarray(indices, dtype=np.int64)]
         offsets = np.concatenate([[0], np.cumsum(labels >= 0)]).astype(np.int32)
         types = pa.ListArray.from_arrays(pa.array(offsets), pa.array(labels[labels >= 0], type=pa.int32()))
-        return batch.append_column("types", types)
+        return pa.table({"types": types})
 
 
 @dataclass
@@ -109,10 +112,8 @@ class MacroTypes:
     def add_types(self, ds: Dataset, num_proc: int | None = None) -> Dataset:
         ds = self.embed.apply(ds, num_proc=num_proc)
         labels = self.cluster(embedding_matrix(ds, self.embed.output_column))
-        features = Features({**ds.features, "types": List(Value("int32"))})
-        typed = map_batches(ds.with_format("arrow"), ClusterTypes(labels), with_indices=True,
-                            features=features, desc="Assigning macro types")
-        return typed.with_format(ds.format["type"], **ds.format["format_kwargs"])
+        return add_columns(ds, ClusterTypes(labels), reads=["id"], arrow=True, with_indices=True,
+                           features=Features({"types": List(Value("int32"))}), desc="Assigning macro types")
 
     def type_labels(self, typed: Dataset, words: int = 4, vocabulary_rows: int = 20_000) -> dict[int, str]:
         """Each type is a topic: its top words by class-based TF-IDF, as BERTopic names its topics.

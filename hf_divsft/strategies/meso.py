@@ -19,7 +19,7 @@ from datasets import Dataset, Features, List, Value
 
 from ..arrays import distinct_pairs
 from ..assets import DEFAULT_EMBEDDER
-from ..columns import map_batches
+from ..columns import add_columns
 from ..data import arrow_column
 from ..embedding import load_embedder
 from ..errors import DivsftError
@@ -217,9 +217,8 @@ class MesoTypes:
 
     def add_types(self, ds: Dataset, num_proc: int | None = None) -> Dataset:
         ds = self.tag.apply(ds, num_proc=num_proc)
-        features = Features({**ds.features, "types": List(Value("int32"))})
-        return map_batches(ds, self.fit(ds), num_proc=num_proc, features=features,
-                           desc="Assigning meso types")
+        return add_columns(ds, self.fit(ds), reads=[self.tag.output_column], num_proc=num_proc,
+                           features=Features({"types": List(Value("int32"))}), desc="Assigning meso types")
 
     def type_labels(self, typed: Dataset) -> dict[int, str]:
         """Each type is a cluster of tags: the first tag seen in it (set by `fit`)."""

@@ -15,7 +15,7 @@ from datasets import Dataset, Features, List, Value
 
 from ..arrays import distinct_pairs, row_pairs, text_blocks, to_list_array
 from ..assets import DEFAULT_TOKENIZER
-from ..columns import map_batches
+from ..columns import add_columns
 from ..config import PAPER_BAND
 from ..data import arrow_column
 from ..errors import DivsftError
@@ -29,7 +29,8 @@ class MidBandTypes:
     """Batched map function: each row's distinct token ids that fall inside the fitted mid band.
 
     Works on plain batches (`ds.map(fn, batched=True)`) and, vectorised, on Arrow batches
-    (`ds.with_format("arrow").map(fn, batched=True)`), which `MicroTypes.add_types` uses.
+    (`ds.with_format("arrow").map(fn, batched=True)`), which `MicroTypes.add_types` uses; either way it
+    returns the `types` column alone.
     """
 
     def __init__(self, token_column: str, band_ids: np.ndarray, dtype: str = "int32"):
@@ -39,7 +40,7 @@ class MidBandTypes:
 
     def __call__(self, batch):
         if isinstance(batch, pa.Table):
-            return batch.append_column("types", self.types(batch.column(self.token_column)))
+            return pa.table({"types": self.types(batch.column(self.token_column))})
         return {"types": self.types(batch[self.token_column]).to_pylist()}
 
     def types(self, token_ids) -> pa.ListArray:
@@ -111,10 +112,9 @@ class MicroTypes:
                 f"no {self.component} token has {low:g} < count <= {high:g} in this pool of {ds.num_rows} "
                 "rows; widen --band or use --band-scale"
             )
-        features = Features({**ds.features, "types": List(Value(assign.dtype))})
-        typed = map_batches(ds.with_format("arrow"), assign, num_proc=num_proc, features=features,
-                            desc="Assigning micro types")
-        return typed.with_format(ds.format["type"], **ds.format["format_kwargs"])
+        features = Features({"types": List(Value(assign.dtype))})
+        return add_columns(ds, assign, reads=[assign.token_column], arrow=True, num_proc=num_proc,
+                           features=features, desc="Assigning micro types")
 
     def type_labels(self, typed: Dataset) -> dict[int, str]:
         """Each type is a token: its text."""
