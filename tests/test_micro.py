@@ -57,6 +57,18 @@ def test_band_excludes_function_words_and_rare_tokens(pool):
     assert len(all_types) > 500
 
 
+def test_cached_maps_are_keyed_by_all_our_code_and_the_library_versions(monkeypatch):
+    # A stale cache once served tags made by an older helper module: the key must cover every module.
+    from hf_divsft import columns
+
+    digest = columns._module_digest.__wrapped__
+    assert digest("hf_divsft.tagging") == digest("hf_divsft.strategies.micro")  # one key for our code
+    before = digest("hf_divsft.tagging")
+    monkeypatch.setattr(columns, "_version", lambda name: "0" if name == "spacy" else "1")
+    assert digest("hf_divsft.tagging") != before
+    assert digest("json") not in (before, digest("hf_divsft.tagging"))  # someone else's: its module's source
+
+
 def test_map_is_cached_by_fingerprint_and_num_proc_aware(pool):
     micro = MicroTypes("instruction", band=(3, 60))
     first = micro.add_types(pool)
