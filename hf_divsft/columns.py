@@ -46,8 +46,14 @@ def _module_digest(module: str) -> str:
     spec = importlib.util.find_spec(module)
     if not spec or not spec.origin:
         return module
-    if module.split(".")[0] != __package__:
-        return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()
+    if module.split(".")[0] == __package__:
+        return _package_digest()
+    return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _package_digest() -> str:
+    """Every module of hf_divsft and the versions of `CACHED_LIBRARIES`, read once per process."""
     digest = hashlib.sha256()
     for path in sorted(Path(__file__).parent.rglob("*.py")):
         digest.update(path.relative_to(Path(__file__).parent).as_posix().encode() + path.read_bytes())
@@ -68,7 +74,7 @@ def map_batches(ds: Dataset, fn, *, desc: str, features: Features | None = None,
                 remove_columns: Sequence[str] = ()) -> Dataset:
     """`ds.map(fn, batched=True, ...)`, cached by fingerprint, never inside the folder the data came from.
 
-    The fingerprint covers the function's settings and its module's code (a callable object's state alone
+    The fingerprint covers the function's settings and its code (`_module_digest`) (a callable object's state alone
     would hide a changed method), the input's fingerprint, format and the map's options.
     """
     module = getattr(fn, "__module__", None) or type(fn).__module__
