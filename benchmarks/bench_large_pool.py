@@ -80,6 +80,8 @@ DRIVER = textwrap.dedent("""
         record["build_s"] = time.perf_counter() - start
         record["types_total"] = manifest["types_total"]
         record["typed_rows"] = manifest["typed_rows"]
+        record["ids_sha256"] = [level["ids_sha256"] for level in manifest["levels"]]
+    if job["kind"] == "build" and job.get("time_selector", True):
         typed = Strategy.parse(config.strategy).extractor(config).add_types(read_pool(config.pool).rows)
         tick = time.perf_counter()  # the selector alone, on the types the build cached
         selector = TypeSelector(arrow_column(typed, "types"), seed=config.seed)
@@ -95,7 +97,8 @@ DRIVER = textwrap.dedent("""
 
 def measure(job: dict) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
-        env = {**os.environ, "HF_DATASETS_CACHE": cache}
+        # Both caches: datasets' own, and ours (where maps over a user's folder go).
+        env = {**os.environ, "HF_DATASETS_CACHE": f"{cache}/datasets", "HF_DIVSFT_CACHE": f"{cache}/divsft"}
         done = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(job)], env=env, capture_output=True,
                               text=True, check=False)
     if done.returncode != 0:

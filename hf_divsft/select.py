@@ -121,10 +121,9 @@ class TypeSelector:
         # Each type's candidate rows in a seeded random order: sort by (type, random key).
         pair_types = np.repeat(np.arange(self.num_types, dtype=np.int32), np.diff(type_offsets))[keep]
         pair_rows = type_values[keep]
-        order = np.lexsort((rng.random(len(pair_rows)), pair_types))
-        queue_rows = pair_rows[order]
-        queue_start = np.searchsorted(pair_types[order], np.arange(self.num_types + 1))
-        del keep, pair_types, pair_rows, order
+        queue_start = np.searchsorted(pair_types, np.arange(self.num_types + 1))  # pairs are grouped by type
+        queue_rows = pair_rows[_sorted_within(queue_start, rng.random(len(pair_rows)))]
+        del keep, pair_types, pair_rows
         picked = _serve_furthest_behind(queue_rows, queue_start, *self._row_types, self.kept_types(k),
                                         self._tiebreak.astype(np.int64), size, LOOKAHEAD)
         indices = np.sort(picked)
@@ -140,6 +139,18 @@ class TypeSelector:
         present = np.bincount(row_values[in_pool], minlength=self.num_types) > 0
         kept = self.kept_types(k)
         return counts[kept[present[kept]]]
+
+
+@njit(cache=True)
+def _sorted_within(starts, keys):
+    """The order that sorts `keys` within each segment [starts[t], starts[t + 1]), stably: what
+    `np.lexsort((keys, segment))` gives for grouped segments, several times faster on tens of millions."""
+    order = np.empty(len(keys), dtype=np.int64)
+    for t in range(len(starts) - 1):
+        start, stop = starts[t], starts[t + 1]
+        if stop > start:
+            order[start:stop] = start + np.argsort(keys[start:stop], kind="mergesort")
+    return order
 
 
 # -- a binary min-heap of unique int64 keys, for the compiled loops -----------------------------------------
