@@ -135,3 +135,18 @@ def test_a_sample_fit_assigns_every_other_row_and_is_reproducible_in_a_fresh_pro
     subprocess.run([sys.executable, "-c", script, str(tmp_path / "vectors.npy"), str(tmp_path / "again.npy")],
                    check=True, env=env, timeout=600)
     assert np.array_equal(np.load(tmp_path / "again.npy"), labels)
+
+
+@pytest.mark.parametrize("counted_rows", [200_000, 1_000])
+def test_each_topic_is_named_by_words_of_its_own_texts(t0_rows, counted_rows):
+    """Topics are T0 templates here; with `counted_rows` below the pool's size the words are counted on
+    a seeded sample of rows plus each topic's first rows: every topic is still named, from its own texts."""
+    templates, topics = np.unique([row_id.split("/")[1] for row_id in t0_rows["id"][:]], return_inverse=True)
+    typed = t0_rows.add_column("types", [[int(topic)] for topic in topics])
+    labels = MacroTypes("instruction").type_labels(typed, counted_rows=counted_rows)
+    texts = np.array(t0_rows["instruction"][:], dtype=object)
+    assert set(labels) == set(range(len(templates)))
+    for topic, label in labels.items():
+        words = label.split()
+        own = " ".join(texts[topics == topic]).lower()
+        assert 1 <= len(words) <= 4 and all(word in own for word in words), (templates[topic], label)

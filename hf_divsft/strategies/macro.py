@@ -19,7 +19,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, Features, List, Value
 
-from ..arrays import text_blocks
 from ..assets import DEFAULT_EMBEDDER
 from ..clustering import NEIGHBOURS, OneThreadHDBSCAN, assign_by_neighbours, assignment_space, default_reducer
 from ..columns import add_columns
@@ -115,39 +114,38 @@ class MacroTypes:
         return add_columns(ds, ClusterTypes(labels), reads=["id"], arrow=True, with_indices=True,
                            features=Features({"types": List(Value("int32"))}), desc="Assigning macro types")
 
-    def type_labels(self, typed: Dataset, words: int = 4, vocabulary_rows: int = 20_000) -> dict[int, str]:
+    def type_labels(self, typed: Dataset, words: int = 4, vocabulary_rows: int = 20_000,
+                    counted_rows: int = 200_000) -> dict[int, str]:
         """Each type is a topic: its top words by class-based TF-IDF, as BERTopic names its topics.
 
-        The vocabulary comes from a seeded sample of the texts; the per-topic word counts from all of them,
-        a block at a time, so no list of all texts is held.
+        The vocabulary comes from a seeded sample of the texts; the per-topic word counts from all of them
+        (in a pool of more than `counted_rows`, from a seeded sample of that many plus each topic's first
+        rows), a block at a time, kept sparse: no list of all texts and no dense topics x words matrix.
         """
-        from scipy import sparse
         from sklearn.feature_extraction.text import CountVectorizer
 
         topics = _cluster_of_rows(arrow_column(typed, "types"))
         texts = arrow_column(typed, self.component)
         if not (topics >= 0).any():
             return {}
-        sample = np.random.default_rng(self.seed).permutation(len(texts))[:vocabulary_rows]
+        order = np.random.default_rng(self.seed).permutation(len(texts))
         vectorizer = CountVectorizer(stop_words="english", max_features=50_000)
-        vectorizer.fit(texts.take(pa.array(np.sort(sample))).to_pylist())
+        vectorizer.fit(texts.take(pa.array(np.sort(order[:vocabulary_rows]))).to_pylist())
         names = np.unique(topics[topics >= 0])
-        counts = sparse.csr_matrix((len(names), len(vectorizer.vocabulary_)))
-        start = 0
-        for block in text_blocks(texts):
-            rows = topics[start : start + len(block)]
-            start += len(block)
-            typed_rows = np.flatnonzero(rows >= 0)
-            if len(typed_rows):
-                onehot = sparse.csr_matrix((np.ones(len(typed_rows)),
-                                            (np.searchsorted(names, rows[typed_rows]), typed_rows)),
-                                           shape=(len(names), len(rows)))
-                counts = counts + onehot @ vectorizer.transform(block)
-        counts = counts.toarray()
-        tf = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-        idf = np.log(1 + counts.sum(axis=1).mean() / np.maximum(counts.sum(axis=0), 1))
+        counted = _counted(topics, order, counted_rows)
+        counts = _topic_word_counts(texts, topics, counted, names, vectorizer)
+        rows = np.repeat(np.arange(len(names)), np.diff(counts.indptr))
+        total = np.asarray(counts.sum(axis=1)).ravel()
+        idf = np.log(1 + total.mean() / np.maximum(np.asarray(counts.sum(axis=0)).ravel(), 1))
+        scores = counts.data / np.maximum(total, 1)[rows] * idf[counts.indices]
         vocabulary = vectorizer.get_feature_names_out()
-        return {int(t): " ".join(vocabulary[np.argsort(-row)[:words]]) for t, row in zip(names, tf * idf)}
+        labels = {}
+        for row, name in enumerate(names):
+            start, stop = counts.indptr[row], counts.indptr[row + 1]
+            best = counts.indices[start:stop][np.argsort(-scores[start:stop], kind="stable")[:words]]
+            if len(best):  # a topic of stop words only has no name
+                labels[int(name)] = " ".join(vocabulary[best])
+        return labels
 
     def describe(self) -> dict:
         return {
@@ -162,6 +160,52 @@ class MacroTypes:
             "sample": self.sample,
             **self.stats,
         }
+
+
+def _counted(topics: np.ndarray, order: np.ndarray, counted_rows: int, per_topic: int = 20) -> np.ndarray:
+    """The rows whose words are counted: all, or the first `counted_rows` of the seeded `order` and the
+    first `per_topic` rows of every topic (so a small topic is named too), sorted."""
+    if len(topics) <= counted_rows:
+        return np.arange(len(topics))
+    by_topic = np.argsort(topics, kind="stable")
+    starts = np.searchsorted(topics[by_topic], topics[by_topic])
+    firsts = by_topic[(np.arange(len(topics)) - starts < per_topic) & (topics[by_topic] >= 0)]
+    return np.union1d(order[:counted_rows], firsts)
+
+
+def _topic_word_counts(texts: pa.ChunkedArray, topics: np.ndarray, counted: np.ndarray, names: np.ndarray,
+                       vectorizer, block: int = 1000, collapse_nnz: int = 1 << 22):
+    """(topics x words) counts over the `counted` rows, as a CSR matrix. Each block's counts are kept as
+    coordinates and summed into the total a few million at a time (one pass each, not one per block)."""
+    from scipy import sparse
+
+    shape = (len(names), len(vectorizer.vocabulary_))
+    total, parts, held = sparse.csr_matrix(shape), [], 0
+    for start in range(0, len(counted), block):
+        positions = counted[start : start + block]
+        positions = positions[topics[positions] >= 0]
+        if not len(positions):
+            continue
+        onehot = sparse.csr_matrix((np.ones(len(positions)),
+                                    (np.searchsorted(names, topics[positions]), np.arange(len(positions)))),
+                                   shape=(len(names), len(positions)))
+        parts.append((onehot @ vectorizer.transform(texts.take(pa.array(positions)).to_pylist())).tocoo())
+        held += parts[-1].nnz
+        if held >= collapse_nnz:
+            total, parts, held = _summed(total, parts, shape), [], 0
+    return _summed(total, parts, shape)
+
+
+def _summed(total, parts: list, shape: tuple[int, int]):
+    from scipy import sparse
+
+    total = total.tocoo()
+    data = np.concatenate([total.data, *(part.data for part in parts)])
+    rows = np.concatenate([total.row, *(part.row for part in parts)])
+    cols = np.concatenate([total.col, *(part.col for part in parts)])
+    summed = sparse.coo_matrix((data, (rows, cols)), shape=shape).tocsr()  # duplicates are summed
+    summed.sort_indices()  # ties in a topic's scores go to the earlier word
+    return summed
 
 
 def _cluster_of_rows(types: pa.ChunkedArray) -> np.ndarray:
