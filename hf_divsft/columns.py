@@ -4,7 +4,8 @@
 `save_to_disk` pool, a build's subset) keeps its cache files in our cache, not beside the user's files,
 so no command ever adds files to its inputs. `add_columns` maps only the columns a step reads and writes
 only the columns it adds, joined to the input side by side: a step over a million-row pool neither copies
-the pool nor pages in the columns it does not read.
+the pool nor pages in the columns it does not read. The map itself runs on the engine in use
+(`engines/`: `datasets.map` here, or Ray Data).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from datasets import config as datasets_config
 from datasets.fingerprint import Hasher
 
 from .assets import cache_dir
+from .engines import current_engine
 from .errors import DivsftError
 
 
@@ -69,17 +71,24 @@ def _version(name: str) -> str:
         return "absent"
 
 
+def map_fingerprint(ds: Dataset, fn, *, features: Features | None = None, with_indices: bool = False,
+                    batch_size: int = 1000, remove_columns: Sequence[str] = (), engine: str = "local") -> str:
+    """The fingerprint of `fn` mapped over `ds`: the function's settings and its code (`_module_digest`) (a
+    callable object's state alone would hide a changed method), the input's fingerprint and format, the
+    map's options, and the engine that ran it (another engine's file is not reused)."""
+    module = getattr(fn, "__module__", None) or type(fn).__module__
+    parts = [ds._fingerprint, ds.format, fn, _module_digest(module), features, with_indices, batch_size,
+             list(remove_columns)]
+    return Hasher.hash(parts if engine == "local" else [*parts, engine])
+
+
 def map_batches(ds: Dataset, fn, *, desc: str, features: Features | None = None, with_indices: bool = False,
                 batch_size: int = 1000, num_proc: int | None = None, keep_in_memory: bool = False,
                 remove_columns: Sequence[str] = ()) -> Dataset:
-    """`ds.map(fn, batched=True, ...)`, cached by fingerprint, never inside the folder the data came from.
-
-    The fingerprint covers the function's settings and its code (`_module_digest`) (a callable object's state alone
-    would hide a changed method), the input's fingerprint, format and the map's options.
-    """
-    module = getattr(fn, "__module__", None) or type(fn).__module__
-    fingerprint = Hasher.hash([ds._fingerprint, ds.format, fn, _module_digest(module), features, with_indices,
-                               batch_size, list(remove_columns)])
+    """`ds.map(fn, batched=True, ...)`, cached by `map_fingerprint`, never inside the folder the data came
+    from."""
+    fingerprint = map_fingerprint(ds, fn, features=features, with_indices=with_indices, batch_size=batch_size,
+                                  remove_columns=remove_columns)
     return ds.map(fn, batched=True, batch_size=batch_size, with_indices=with_indices, num_proc=num_proc,
                   features=features, keep_in_memory=keep_in_memory, desc=desc, new_fingerprint=fingerprint,
                   remove_columns=list(remove_columns) or None, **_cache_file(ds, fingerprint, keep_in_memory))
@@ -87,7 +96,7 @@ def map_batches(ds: Dataset, fn, *, desc: str, features: Features | None = None,
 
 def add_columns(ds: Dataset, fn, *, reads: Sequence[str], features: Features, desc: str, arrow: bool = False,
                 **options) -> Dataset:
-    """`ds` plus the columns `fn` computes (`features`) from the columns it `reads`.
+    """`ds` plus the columns `fn` computes (`features`) from the columns it `reads`, on the engine in use.
 
     `fn` sees batches of the read columns only (Arrow tables if `arrow`) and returns the new columns only;
     those alone are written and cached, then joined to `ds` without a copy. A dataset that is a selection
@@ -95,8 +104,8 @@ def add_columns(ds: Dataset, fn, *, reads: Sequence[str], features: Features, de
     """
     ds = _flattened(ds, options.get("keep_in_memory", False))
     inputs = ds.select_columns(list(reads))
-    added = map_batches(inputs.with_format("arrow") if arrow else inputs.with_format(None), fn,
-                        features=features, remove_columns=reads, desc=desc, **options)
+    added = current_engine().added_columns(inputs.with_format("arrow") if arrow else inputs.with_format(None),
+                                           fn, features=features, desc=desc, **options)
     joined = concatenate_datasets([ds.with_format(None), added.with_format(None)], axis=1)
     return joined.with_format(ds.format["type"], **ds.format["format_kwargs"])
 
@@ -113,9 +122,19 @@ def _cache_file(ds: Dataset, fingerprint: str, keep_in_memory: bool) -> dict:
     """Where a derived dataset's cache file goes when `datasets` would put it beside the user's files."""
     if keep_in_memory or not _in_user_folder(ds):
         return {}
+    return {"cache_file_name": os.fspath(cache_path(ds, fingerprint))}
+
+
+def cache_path(ds: Dataset, fingerprint: str) -> Path | None:
+    """The cache file of a map over `ds` with `fingerprint`: beside `ds`'s own cache files, as `datasets`
+    places them, or in our cache for a user's folder; None for a dataset held in memory."""
+    if not ds.cache_files:
+        return None
+    if not _in_user_folder(ds):
+        return Path(ds.cache_files[0]["filename"]).parent / f"cache-{fingerprint}.arrow"
     folder = cache_dir() / "maps"
     folder.mkdir(parents=True, exist_ok=True)
-    return {"cache_file_name": os.fspath(folder / f"cache-{fingerprint}.arrow")}
+    return folder / f"cache-{fingerprint}.arrow"
 
 
 class FeatureColumn:

@@ -20,6 +20,7 @@ from pydantic import BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from .assets import DEFAULT_EMBEDDER, DEFAULT_EVAL_SET, DEFAULT_MODEL, DEFAULT_POOL, DEFAULT_TOKENIZER
+from .engines import ENGINES
 from .errors import DivsftError
 from .strategies import COMPONENTS, STRATEGIES
 
@@ -186,6 +187,10 @@ class BuildConfig:
         False, **_help("Skip (and count in the manifest) rows that are not usable samples"))
     metrics: bool = Field(True, **_help("Measure the six metrics of every level into the manifest"))
     num_proc: int | None = Field(None, ge=1, **_help("Processes for datasets.map"))
+    engine: Literal[ENGINES] = Field(
+        "local", **_help("Where the per-row maps run: local (datasets.map) or ray (Ray Data)"))
+    ray_address: str | None = Field(
+        None, **_help("ray: the cluster to join (host:port, or auto); none starts a local instance"))
     overwrite: bool = Field(False, **_help("Replace --out if it holds an earlier build"))
     dry_run: bool = Field(False, **_help("Read the pool and print its size and the steps a build would run; "
                                          "write nothing"))

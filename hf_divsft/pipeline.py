@@ -9,8 +9,9 @@ from tqdm.auto import tqdm
 from . import __version__
 from .config import BuildConfig, MeasureConfig
 from .conversations import chat_format, turn_counts
-from .data import Pool, arrow_column, pool_fingerprint, read_pool
+from .data import Pool, arrow_column, pool_fingerprint, read_pool, remapped
 from .embedding import load_embedder
+from .engines import using
 from .errors import DivsftError
 from .formats.build_folder import check_build_output, staged_build
 from .measure import add_metric_features, measure_dataset
@@ -23,26 +24,36 @@ HELPER_SUFFIXES = ("_token_ids", "_embedding")  # big per-row features stay in t
 
 def build(config: BuildConfig) -> dict:
     """Build every level of one strategy into `config.out`; returns the manifest it wrote (or the dry run's
-    plan)."""
+    plan). The per-row maps run on `config.engine`; a dry run reads the pool locally and starts nothing."""
     strategy = Strategy.parse(config.strategy)
     extractor = _checked_extractor(strategy, config)
-    source = read_pool(config.pool, config.columns, config.split, config.skip_invalid)
-    if config.dry_run:
-        return plan(config, source, extractor)
+    engine_name = "local" if config.dry_run else config.engine
+    with using(engine_name, config.ray_address) as engine:
+        source = read_pool(config.pool, config.columns, config.split, config.skip_invalid)
+        if config.dry_run:
+            return plan(config, source, extractor)
+        return _build(config, strategy, extractor, source, engine.describe())
+
+
+def _build(config: BuildConfig, strategy: Strategy, extractor, source: Pool, engine: dict) -> dict:
     pool = _length_band(source.rows, config) if config.response_tokens else source.rows
     typed = extractor.add_types(pool, num_proc=config.num_proc)
     selections, type_counts = _select_levels(typed, config, strategy)
     measuring = _measure_config(config)
     metrics = _measure_levels(typed, selections, measuring) if measuring else [None] * len(selections)
-    manifest = _manifest(config, strategy, source, pool, type_counts, extractor, measuring)
-    subsets = typed.remove_columns([c for c in typed.column_names if c.endswith(HELPER_SUFFIXES)])
+    manifest = _manifest(config, strategy, source, pool, type_counts, extractor, measuring, engine)
+    # The memory maps that typing read through hold every page it touched (GBs at 1M rows): drop them and
+    # write the subsets through fresh ones, which page in only the selected rows.
+    helpers = [c for c in typed.column_names if c.endswith(HELPER_SUFFIXES)]
+    subsets = remapped(typed.remove_columns(helpers))
+    del source, pool, typed
     with staged_build(config.out, config.overwrite) as writer:
         for selection, measured in zip(selections, metrics):
             name = strategy.config_name(int(selection.level))
             entry = _level_entry(name, selection,
                                  **writer.save_level(name, subsets.select(selection.indices)))
             manifest["levels"].append({**entry, "metrics": measured} if measured else entry)
-        writer.finish(manifest, extractor.type_labels(typed))  # what each type id stands for
+        writer.finish(manifest, extractor.type_labels(subsets))  # what each type id stands for
     return manifest
 
 
@@ -79,7 +90,7 @@ def _measure_levels(typed: Dataset, selections: list[Selection], measuring: Meas
 
 
 def _manifest(config: BuildConfig, strategy: Strategy, source: Pool, pool: Dataset, type_counts: dict,
-              extractor, measuring: MeasureConfig | None) -> dict:
+              extractor, measuring: MeasureConfig | None, engine: dict) -> dict:
     return {
         "pool": config.pool,
         "pool_fingerprint": pool_fingerprint(pool),
@@ -94,6 +105,7 @@ def _manifest(config: BuildConfig, strategy: Strategy, source: Pool, pool: Datas
         "response_tokens": list(config.response_tokens) if config.response_tokens else None,
         "metrics_settings": measuring.settings() if measuring else None,
         "hf_divsft_version": __version__,
+        "engine": engine,  # where the maps ran: {"name": "local"}, or Ray and its cluster
         "levels": [],
     }
 
@@ -109,7 +121,7 @@ def plan(config: BuildConfig, source: Pool, extractor, sample_rows: int = 2000) 
     for component in COMPONENTS:
         lengths = [len(ids) for ids in tokenizer.encode_batch(sample[component][:])]
         components[component] = {"turns": turns.get(component, pool.num_rows),
-                                 "tokens_estimate": int(round(np.mean(lengths) * pool.num_rows))}
+                                 "tokens_estimate": round(np.mean(lengths) * pool.num_rows)}
     steps = [f"read {config.pool}: {source.source_rows:,} rows"
              + (f", {source.skipped['rows']:,} skipped" if source.skipped["rows"] else "")
              + (f", conversations in '{source.chat_column}'" if source.chat_column else "")]
@@ -119,8 +131,8 @@ def plan(config: BuildConfig, source: Pool, extractor, sample_rows: int = 2000) 
     if config.metrics:
         steps.append(f"tokenize and embed both components for the six metrics ({config.embedder})")
     steps += ["prune types once (Algorithm 1)",
-              f"select {len(config.levels)} levels ({_joined(sorted(config.levels))}%) "
-              f"of {config.size:,} rows each (Algorithm 2)",
+              (f"select {len(config.levels)} levels ({_joined(sorted(config.levels))}%) "
+              f"of {config.size:,} rows each (Algorithm 2)"),
               f"write {config.out}/<config>/ for each level, type_labels.json and manifest.json"]
     return {"dry_run": True, "pool": config.pool, "rows": pool.num_rows, "source_rows": source.source_rows,
             "skipped": source.skipped, "chat_column": source.chat_column, "components": components,

@@ -1,0 +1,110 @@
+"""`--engine ray`: Ray Data runs the per-row maps on a real local Ray instance (2 CPUs, 127.0.0.1) and the
+build chooses exactly the rows the local engine chooses; a worker killed mid-map costs no rows."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+
+import pytest
+from datasets import Dataset, Features, load_from_disk
+
+from hf_divsft import BuildConfig, build
+from hf_divsft.columns import add_columns
+from hf_divsft.engines import using
+from hf_divsft.tokenization import TokenizeColumn
+
+from .test_chat_pools import conversations, write_jsonl
+
+ray = pytest.importorskip("ray", reason="make install installs ray[data]")
+
+SMALL = {"size": 200, "levels": [0, 50, 100], "band": (10, 100), "metrics": False}
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """One local instance for the module, bound to 127.0.0.1, writing nothing outside its temp folder."""
+    env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths have a 107-byte limit
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=1 << 30,
+             _temp_dir=temp, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
+    for name, value in saved.items():
+        os.environ.pop(name) if value is None else os.environ.__setitem__(name, value)
+
+
+def test_an_unreachable_cluster_fails_in_one_line(tmp_path, pool_file):
+    from hf_divsft.errors import DivsftError
+
+    assert not ray.is_initialized()  # first in the module: the instance fixture has not started yet
+    with pytest.raises(DivsftError, match="could not start or join the Ray cluster at 127.0.0.1:1"):
+        build(BuildConfig(pool=str(pool_file), strategy="response-micro", engine="ray",
+                          ray_address="127.0.0.1:1", out=str(tmp_path / "out"), **SMALL))
+    assert not (tmp_path / "out").exists()
+
+
+def both_engines(tmp_path: Path, **config) -> tuple[dict, dict]:
+    manifests = {}
+    for engine in ("local", "ray"):
+        manifests[engine] = build(BuildConfig(**config, engine=engine, out=str(tmp_path / engine)))
+    return manifests["local"], manifests["ray"]
+
+
+def assert_same_levels(local: dict, on_ray: dict) -> None:
+    assert local["engine"] == {"name": "local"}
+    assert on_ray["engine"]["name"] == "ray" and on_ray["engine"]["nodes"] == 1 and on_ray["engine"]["cpus"] == 2
+    assert on_ray["types_total"] == local["types_total"] > 0
+    for mine, theirs in zip(local["levels"], on_ray["levels"], strict=True):
+        assert theirs["ids_sha256"] == mine["ids_sha256"] and theirs["rows_sha256"] == mine["rows_sha256"]
+        assert theirs["types_covered"] == mine["types_covered"]
+
+
+@pytest.mark.parametrize("strategy", ["response-micro", "instruction-micro"])
+def test_ray_chooses_the_local_engines_rows_for_both_micro_strategies(ray_instance, pool_file, tmp_path,
+                                                                      strategy):
+    local, on_ray = both_engines(tmp_path, pool=str(pool_file), strategy=strategy, **SMALL)
+    assert_same_levels(local, on_ray)
+    assert len({level["ids_sha256"] for level in on_ray["levels"]}) == 3  # the levels differ
+
+
+def test_ray_reads_a_chat_pool_the_same_way(ray_instance, pool_file, tmp_path):
+    pool = write_jsonl(tmp_path / "chat.jsonl", conversations(pool_file))
+    local, on_ray = both_engines(tmp_path, pool=str(pool), strategy="instruction-micro",
+                                 **{**SMALL, "size": 150, "band": (5, 200)})
+    assert_same_levels(local, on_ray)
+    subset = load_from_disk(str(tmp_path / "ray" / "instruction_micro_d100"))
+    assert subset.num_rows == 150 and "messages" in subset.column_names
+
+
+class DiesOnce:
+    """A map function whose first call kills the Ray worker running it (marker: it happened once)."""
+
+    def __init__(self, fn, marker: Path):
+        self.fn, self.marker = fn, marker
+
+    def __call__(self, batch):
+        if not self.marker.exists():
+            self.marker.write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.fn(batch)
+
+
+def test_a_worker_killed_mid_map_changes_nothing(ray_instance, shared_pool, tmp_path):
+    rows = Dataset.from_dict(shared_pool.select(range(2500))[:]).select_columns(["id", "instruction"])
+    tokenize = TokenizeColumn("instruction", "smollm2")
+    features = Features({tokenize.output_column: tokenize.feature()})
+    marker = tmp_path / "killed"
+    expected = add_columns(rows, tokenize, reads=["instruction"], features=features, desc="local")
+    with using("ray"):
+        survived = add_columns(rows, DiesOnce(tokenize, marker), reads=["instruction"], features=features,
+                               desc="dies once")
+    assert marker.exists() and int(marker.read_text()) != os.getpid()  # a Ray worker died, not this process
+    assert survived[tokenize.output_column] == expected[tokenize.output_column]
+    assert survived["id"] == expected["id"]
