@@ -146,6 +146,7 @@ class FeatureColumn:
     suffix = ""
     verb = "Computing"
     batch_size = 1000
+    holds_model = False  # True for a map that loads a model: Ray keeps it loaded in actors, on GPUs if any
 
     def __init__(self, column: str):
         self.column = column

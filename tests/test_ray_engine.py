@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from datasets import Dataset, Features, load_from_disk
+from datasets import Dataset, Features, Value, load_from_disk
 
 from hf_divsft import BuildConfig, build
 from hf_divsft.columns import add_columns
@@ -83,6 +83,45 @@ def test_ray_reads_a_chat_pool_the_same_way(ray_instance, pool_file, tmp_path):
     assert subset.num_rows == 150 and "messages" in subset.column_names
 
 
+@pytest.mark.parametrize("strategy", ["instruction-macro", "response-meso"])
+def test_embedding_and_tagging_run_in_actor_pools_and_choose_the_local_rows(ray_instance, pool_file, tmp_path,
+                                                                           strategy):
+    # macro: the same vectors give the same fit (seeded); meso: the same tags give the same vocabulary
+    local, on_ray = both_engines(tmp_path, pool=str(pool_file), strategy=strategy,
+                                 **{**SMALL, "size": 100})
+    assert_same_levels(local, on_ray)
+
+
+class RecordsCalls:
+    """A map function that logs (pid, this object, calls it had served) per batch, to show who ran it."""
+
+    def __init__(self, log: Path, holds_model: bool):
+        self.log, self.holds_model, self.calls = log, holds_model, 0
+
+    def __call__(self, batch):
+        with self.log.open("a") as out:
+            out.write(f"{os.getpid()} {id(self)} {self.calls}\n")
+        self.calls += 1
+        return {"doubled": [2 * value for value in batch["value"]]}
+
+
+@pytest.mark.parametrize("holds_model", [False, True])
+def test_a_map_that_holds_a_model_keeps_it_in_an_actor_between_blocks(ray_instance, tmp_path, holds_model):
+    from hf_divsft.engines.ray import BLOCK_ROWS
+
+    rows = Dataset.from_dict({"value": list(range(4 * BLOCK_ROWS))})
+    log = tmp_path / "calls.log"
+    with using("ray"):
+        mapped = add_columns(rows, RecordsCalls(log, holds_model), reads=["value"], batch_size=BLOCK_ROWS,
+                             features=Features({"doubled": Value("int64")}), desc="records calls",
+                             keep_in_memory=True)
+    assert mapped["doubled"] == [2 * value for value in range(4 * BLOCK_ROWS)]
+    served_before = [int(line.split()[2]) for line in log.read_text().splitlines()]
+    assert len(served_before) == 4
+    # a task unpickles a fresh copy per block; an actor (2 at most here) serves several blocks with one copy
+    assert (max(served_before) > 0) == holds_model
+
+
 class DiesOnce:
     """A map function whose first call kills the Ray worker running it (marker: it happened once)."""
 
@@ -108,3 +147,15 @@ def test_a_worker_killed_mid_map_changes_nothing(ray_instance, shared_pool, tmp_
     assert marker.exists() and int(marker.read_text()) != os.getpid()  # a Ray worker died, not this process
     assert survived[tokenize.output_column] == expected[tokenize.output_column]
     assert survived["id"] == expected["id"]
+
+
+def test_the_shipped_cluster_config_is_valid_for_ray_up():
+    import json
+
+    import jsonschema
+    import yaml
+
+    schema = json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
+    config = yaml.safe_load((Path(__file__).parents[1] / "recipes" / "ray_clusters" / "aws.yaml").read_text())
+    jsonschema.validate(config, schema)  # the schema `ray up` checks a cluster file against
+    assert set(config["available_node_types"]) >= {config["head_node_type"], "cpu_worker", "gpu_worker"}

@@ -82,11 +82,15 @@ class RayEngine:
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # rows come back in the order they were sent
         context.enable_progress_bars = False  # the bar below counts the rows that came back
-        blocks = [ray.put(block) for block in _blocks(inputs, with_indices)]
-        mapped = ray.data.from_arrow_refs(blocks).map_batches(
-            apply_batch, batch_format="pyarrow", batch_size=batch_size,
-            fn_kwargs={"fn": fn, "features": features, "arrow": inputs.format["type"] == "arrow",
-                       "with_indices": with_indices})
+        blocks = ray.data.from_arrow_refs([ray.put(block) for block in _blocks(inputs, with_indices)])
+        options = {"fn": fn, "features": features, "arrow": inputs.format["type"] == "arrow",
+                   "with_indices": with_indices}
+        if getattr(fn, "holds_model", False):
+            mapped = blocks.map_batches(ModelBatches, batch_format="pyarrow", batch_size=batch_size,
+                                        fn_constructor_kwargs=options, **_actor_pool(ray))
+        else:
+            mapped = blocks.map_batches(apply_batch, batch_format="pyarrow", batch_size=batch_size,
+                                        fn_kwargs=options)
         with tqdm(total=inputs.num_rows, desc=f"{desc} (ray)", unit=" rows") as bar:
             for table in mapped.iter_batches(batch_format="pyarrow", batch_size=None):
                 bar.update(table.num_rows)
@@ -111,6 +115,26 @@ def apply_batch(batch: pa.Table, fn, features: Features, arrow: bool, with_indic
     if isinstance(out, pa.Table):
         return out.select(list(features)).cast(features.arrow_schema)
     return pa.Table.from_pydict(features.encode_batch(out), schema=features.arrow_schema)
+
+
+class ModelBatches:
+    """A Ray actor's copy of a map function that loads a model (an embedder, a tagger): the actor keeps the
+    model loaded from one batch to the next, where a task would load it again for every block."""
+
+    def __init__(self, **options):
+        self.options = options
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return apply_batch(batch, **self.options)
+
+
+def _actor_pool(ray) -> dict:
+    """One actor per GPU when the cluster has GPUs (each asks for one), else one per CPU."""
+    resources = ray.cluster_resources()
+    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+    if gpus:
+        return {"compute": ray.data.ActorPoolStrategy(size=gpus), "num_gpus": 1}
+    return {"compute": ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus)), "num_cpus": 1}
 
 
 def _blocks(inputs: Dataset, with_indices: bool) -> Iterator[pa.Table]:
