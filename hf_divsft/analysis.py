@@ -4,7 +4,9 @@ Each eval run (a `divsft eval` folder) names the subset its model was trained on
 manifest gives its strategy, diversity level and six metrics. Per strategy, score = a + b * level + noise
 is fitted with scikit-learn's `BayesianRidge`; the slope is reported like the paper's, in units of 1e-2
 score per diversity percent (that is, the score change from 0% to 100%). Pearson's r relates each metric,
-on each component, to the score over all runs.
+on each component, to the score over all runs. Beside each slope stand the score's r with the subsets'
+mean response length and the level's r with it: when length rises with the level and the score follows
+length, length may explain the slope (build with `--control length` to tell them apart).
 """
 
 from __future__ import annotations
@@ -34,6 +36,13 @@ class Run:
     score: float
     metrics: dict
     build: str | None = None  # the build folder of its subset
+    lengths: dict | None = None  # {component: mean tokens of its subset}, from the manifest's confounds
+
+    @classmethod
+    def of(cls, folder: str, build: BuildFolder, entry, score: float) -> Run:
+        """The run of a model trained on level `entry` of `build`."""
+        lengths = {c: q.mean for c, q in entry.confounds.length_tokens.items()} if entry.confounds else None
+        return cls(folder, build.strategy, entry.level, score, entry.metric_values(), str(build.path), lengths)
 
 
 def read_runs(folders: list[str]) -> tuple[list[Run], list[str]]:
@@ -57,8 +66,7 @@ def read_runs(folders: list[str]) -> tuple[list[Run], list[str]]:
             skipped.append(f"{folder}: no score (no judge verdict could be read)")
             continue
         judges.add(json.dumps(summary.judge, sort_keys=True))
-        runs.append(Run(str(folder), build.strategy, entry.level, summary.score, entry.metric_values(),
-                        str(build.path)))
+        runs.append(Run.of(str(folder), build, entry, summary.score))
     if len(judges) > 1:
         raise DivsftError(f"the runs were scored by different judges ({'; '.join(sorted(judges))}); "
                           f"analyze runs of one judge at a time")
@@ -76,21 +84,29 @@ def bayesian_slope(levels: np.ndarray, scores: np.ndarray) -> dict:
             "model": model}
 
 
-def correlations(runs: list[Run]) -> dict:
-    """Pearson r (and p) of each metric's value with the score, per component, over all runs."""
+def pearson(values: list, scores: list) -> dict | None:
+    """Pearson r (and p) of two equally long series; None below 3 points, with a gap, or a constant one."""
     from scipy.stats import pearsonr
 
-    scores = np.array([run.score for run in runs])
-    table: dict = {}
-    for component in COMPONENTS:
-        for metric in METRICS:
-            values = [run.metrics.get(component, {}).get(metric, {}).get("value") for run in runs]
-            if len(runs) < 3 or any(v is None for v in values) or np.ptp(values) == 0 or np.ptp(scores) == 0:
-                table.setdefault(component, {})[metric] = None
-                continue
-            r, p = pearsonr(values, scores)
-            table.setdefault(component, {})[metric] = {"r": float(r), "p": float(p), "n": len(values)}
-    return table
+    if len(values) < 3 or any(v is None for v in values) or np.ptp(values) == 0 or np.ptp(scores) == 0:
+        return None
+    r, p = pearsonr(values, scores)
+    return {"r": float(r), "p": float(p), "n": len(values)}
+
+
+def correlations(runs: list[Run]) -> dict:
+    """Pearson r (and p) of each metric's value with the score, per component, over all runs."""
+    scores = [run.score for run in runs]
+    return {component: {metric: pearson([run.metrics.get(component, {}).get(metric, {}).get("value")
+                                         for run in runs], scores) for metric in METRICS}
+            for component in COMPONENTS}
+
+
+def length_confound(group: list[Run]) -> dict:
+    """r of the score, and of the level, with the runs' mean response length (None without lengths)."""
+    lengths = [(run.lengths or {}).get("response") for run in group]
+    return {"score_length_r": (pearson(lengths, [run.score for run in group]) or {}).get("r"),
+            "level_length_r": (pearson(lengths, [run.level for run in group]) or {}).get("r")}
 
 
 def fit_strategies(runs: list[Run]) -> tuple[dict[str, list[Run]], dict, list[str]]:
@@ -120,7 +136,8 @@ def analyze(config: AnalyzeConfig) -> dict:
     report = {
         "runs": [{"folder": r.folder, "strategy": r.strategy, "level": r.level, "score": r.score} for r in runs],
         "skipped": skipped + notes,
-        "slopes": {s: {k: v for k, v in fit.items() if k != "model"} for s, fit in fits.items()},
+        "slopes": {s: {**{k: v for k, v in fit.items() if k != "model"}, **length_confound(by_strategy[s])}
+                   for s, fit in fits.items()},
         "correlations": corr,
     }
     plt = pyplot()
@@ -176,9 +193,12 @@ def correlation_figure(corr: dict):
 
 def _results_markdown(report: dict) -> str:
     lines = ["# Diversity analysis", "", "## Score against diversity level (Bayesian linear regression)", "",
-             "| strategy | runs | slope (x1e-2) | sd (x1e-2) | intercept |", "|---|---|---|---|---|"]
+             ("| strategy | runs | slope (x1e-2) | sd (x1e-2) | intercept | r(score, response length) "
+              "| r(level, response length) |"), "|---|---|---|---|---|---|---|"]
     for strategy, fit in report["slopes"].items():
-        lines.append(f"| {strategy} | {fit['n']} | {fit['slope_x1e-2']:.3f} | {fit['sd_x1e-2']:.3f} | {fit['intercept']:.3f} |")
+        confound = " | ".join("n/a" if fit[k] is None else f"{fit[k]:.3f}" for k in ("score_length_r", "level_length_r"))
+        lines.append(f"| {strategy} | {fit['n']} | {fit['slope_x1e-2']:.3f} | {fit['sd_x1e-2']:.3f} "
+                     f"| {fit['intercept']:.3f} | {confound} |")
     lines += ["", "## Pearson r of each metric with the score (all runs)", "",
               "| metric | instruction r | response r |", "|---|---|---|"]
     for metric in METRICS:

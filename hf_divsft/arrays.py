@@ -15,6 +15,14 @@ def as_list_array(values) -> pa.ListArray:
     return values
 
 
+def list_lengths(values) -> np.ndarray:
+    """Items per row of a list column (Arrow, chunked or not), as int64; nulls count 0. Chunk by chunk, so
+    a million rows' token ids are never combined into one array."""
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [as_list_array(values)]
+    lengths = [np.asarray(chunk.value_lengths().fill_null(0), dtype=np.int64) for chunk in chunks]
+    return np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+
+
 def row_pairs(values) -> tuple[int, np.ndarray, np.ndarray]:
     """(number of rows, row index of each item, item) for a list column; nulls count as empty rows."""
     array = as_list_array(values)

@@ -183,6 +183,9 @@ class BuildConfig:
         0.95, gt=0, le=1, **_help("meso: tags implying each other this often merge"))
     response_tokens: IntPair | None = Field(
         None, **_help("Keep only responses of MIN,MAX tokens (length ablation)"))
+    control: Words = Field(
+        default_factory=list, **_help("Hold these fixed across levels: length[:COMPONENT] (response by "
+                                      "default), source[:COLUMN] (column source by default); comma-separated"))
     skip_invalid: bool = Field(
         False, **_help("Skip (and count in the manifest) rows that are not usable samples"))
     metrics: bool = Field(True, **_help("Measure the six metrics of every level into the manifest"))
@@ -201,6 +204,10 @@ class BuildConfig:
             raise DivsftError(f"--band {_joined(self.band)}: need 0 <= low < high")
         if self.response_tokens and not 0 <= self.response_tokens[0] <= self.response_tokens[1]:
             raise DivsftError(f"--response-tokens {_joined(self.response_tokens)}: need 0 <= MIN <= MAX")
+        from .controls import Control  # numpy and the selector: loaded only once a build is configured
+
+        for spec in self.control:
+            Control.parse(spec)
         if self.tagger != "spacy" and not self.tagger_model:
             raise DivsftError(f"--tagger {self.tagger} needs --tagger-model NAME")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt
 
-from .analysis import Run, correlation_figure, correlations, fit_strategies, score_figure
+from .analysis import Run, correlation_figure, correlations, fit_strategies, length_confound, score_figure
 from .errors import DivsftError, reason
 from .formats.build_folder import BuildFolder
 from .formats.eval_run import EvalRun, NllJudgment
@@ -79,6 +79,26 @@ def metrics_table(build: BuildFolder, config: str) -> list[list]:
     return [[m] + [_value(metrics.get(c, {}).get(m)) for c in COMPONENTS] for m in METRICS] if metrics else []
 
 
+LENGTH_COLUMNS = ("mean", "p10", "p25", "p50", "p75", "p90")
+
+
+def length_table(build: BuildFolder, config: str) -> list[list]:
+    """[component, mean, p10 .. p90 tokens] for one level (empty for builds that did not record them)."""
+    confounds = build.level(config).confounds
+    if confounds is None:
+        return []
+    return [[component, *(getattr(confounds.length_tokens[component], q) for q in LENGTH_COLUMNS)]
+            for component in COMPONENTS]
+
+
+def source_table(build: BuildFolder, config: str) -> list[list]:
+    """[value of the source column, share of the level's rows], largest first (empty without one)."""
+    confounds = build.level(config).confounds
+    mix = dict(confounds.source_mix or {}) if confounds else {}
+    column = mix.pop("column", "source")
+    return [[f"{column} = {value}", share] for value, share in mix.items()]
+
+
 def type_counts(build: BuildFolder, config: str, top: int = 25) -> list[tuple[str, int]]:
     """The subset's most frequent types (rows holding each), with their readable labels."""
     labels = build.type_labels()
@@ -132,9 +152,7 @@ class Results:
         for run in self.runs:
             place = self.placed(run)
             if place and run.summary.score is not None:
-                build, entry = place
-                runs.append(Run(self.name(run), build.strategy, entry.level, run.summary.score,
-                                entry.metric_values()))
+                runs.append(Run.of(self.name(run), *place, run.summary.score))
         return runs
 
     def overview(self):
@@ -147,7 +165,8 @@ class Results:
         for strategy, group in sorted(by_strategy.items()):
             fit = fits.get(strategy)  # none below 3 runs: the figure shows the points alone
             numbers = [round(fit[key], 3) for key in ("slope_x1e-2", "sd_x1e-2", "intercept")] if fit else [None] * 3
-            table.append([strategy, len(group), *numbers])
+            confound = [None if r is None else round(r, 3) for r in length_confound(group).values()]
+            table.append([strategy, len(group), *numbers, *confound])
         return score_figure(by_strategy, fits), table
 
     def metric_correlations(self):

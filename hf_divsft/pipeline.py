@@ -7,7 +7,9 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 
 from . import __version__
+from .arrays import list_lengths
 from .config import BuildConfig, MeasureConfig
+from .controls import Control, StratifiedSelector, level_confounds, stratify
 from .conversations import chat_format, turn_counts
 from .data import Pool, arrow_column, pool_fingerprint, read_pool, remapped
 from .embedding import load_embedder
@@ -36,22 +38,27 @@ def build(config: BuildConfig) -> dict:
 
 
 def _build(config: BuildConfig, strategy: Strategy, extractor, source: Pool, engine: dict) -> dict:
+    controls = [Control.parse(spec) for spec in config.control]
+    for control in controls:
+        control.check(source.rows.column_names)  # before typing, which can take a while
     pool = _length_band(source.rows, config) if config.response_tokens else source.rows
     typed = extractor.add_types(pool, num_proc=config.num_proc)
-    selections, type_counts = _select_levels(typed, config, strategy)
+    selections, selected_from = _select_levels(typed, config, strategy, controls)
     measuring = _measure_config(config)
     metrics = _measure_levels(typed, selections, measuring) if measuring else [None] * len(selections)
-    manifest = _manifest(config, strategy, source, pool, type_counts, extractor, measuring, engine)
+    confounds = level_confounds(typed, selections, config.tokenizer, _source_column(controls, typed))
+    manifest = _manifest(config, strategy, source, pool, selected_from, extractor, measuring, engine)
     # The memory maps that typing read through hold every page it touched (GBs at 1M rows): drop them and
     # write the subsets through fresh ones, which page in only the selected rows.
     helpers = [c for c in typed.column_names if c.endswith(HELPER_SUFFIXES)]
     subsets = remapped(typed.remove_columns(helpers))
     del source, pool, typed
     with staged_build(config.out, config.overwrite) as writer:
-        for selection, measured in zip(selections, metrics):
+        for selection, measured, confound in zip(selections, metrics, confounds):
             name = strategy.config_name(int(selection.level))
             entry = _level_entry(name, selection,
                                  **writer.save_level(name, subsets.select(selection.indices)))
+            entry["confounds"] = confound  # lengths and source mix: what else the level's rows differ in
             manifest["levels"].append({**entry, "metrics": measured} if measured else entry)
         writer.finish(manifest, extractor.type_labels(subsets))  # what each type id stands for
     return manifest
@@ -71,14 +78,31 @@ def _checked_extractor(strategy: Strategy, config: BuildConfig):
     return extractor
 
 
-def _select_levels(typed: Dataset, config: BuildConfig, strategy: Strategy) -> tuple[list[Selection], dict]:
-    """Every level's rows, and the type counts the manifest records. The selector's arrays (several per
-    (row, type) pair) are freed on return, before the subsets are written."""
-    selector = TypeSelector(arrow_column(typed, "types"), seed=config.seed)
+def _select_levels(typed: Dataset, config: BuildConfig, strategy: Strategy,
+                   controls: list[Control]) -> tuple[list[Selection], dict]:
+    """Every level's rows, and what the manifest records of what they were selected from. The selector's
+    arrays (several per (row, type) pair) are freed on return, before the subsets are written."""
+    types = arrow_column(typed, "types")
+    control = None
+    if controls:
+        strata, names = stratify(typed, controls, config.tokenizer, config.num_proc)
+        selector = StratifiedSelector(types, strata, names, seed=config.seed)
+        control = {"controls": [str(c) for c in controls], "strata": [
+            {"name": name, "typed_rows": len(rows), "quota": int(quota)}
+            for name, rows, quota in zip(names, selector.rows, selector.quotas(config.size))]}
+    else:
+        selector = TypeSelector(types, seed=config.seed)
     selector.k_min(config.size)  # a pool too small for --size fails here, not under a progress bar
     with tqdm(sorted(config.levels), desc=f"Selecting {strategy.name} levels", unit="level") as bar:
         selections = [selector.select(level, config.size) for level in bar]
-    return selections, {"types_total": selector.num_types, "typed_rows": selector.typed_rows}
+    return selections, {"types_total": selector.num_types, "typed_rows": selector.typed_rows,
+                        "control": control}
+
+
+def _source_column(controls: list[Control], typed: Dataset) -> str | None:
+    """The column whose mix each level records: a source control's, else the pool's `source`, if any."""
+    column = next((control.column for control in controls if control.kind == "source"), "source")
+    return column if column in typed.column_names else None
 
 
 def _measure_levels(typed: Dataset, selections: list[Selection], measuring: MeasureConfig) -> list[dict]:
@@ -89,7 +113,7 @@ def _measure_levels(typed: Dataset, selections: list[Selection], measuring: Meas
                             keep_in_memory=True) for selection in selections]
 
 
-def _manifest(config: BuildConfig, strategy: Strategy, source: Pool, pool: Dataset, type_counts: dict,
+def _manifest(config: BuildConfig, strategy: Strategy, source: Pool, pool: Dataset, selected_from: dict,
               extractor, measuring: MeasureConfig | None, engine: dict) -> dict:
     return {
         "pool": config.pool,
@@ -100,7 +124,7 @@ def _manifest(config: BuildConfig, strategy: Strategy, source: Pool, pool: Datas
         "strategy": strategy.name,
         "size": config.size,
         "seed": config.seed,
-        **type_counts,  # types_total, typed_rows
+        **selected_from,  # types_total, typed_rows, control (its strata, or None)
         "extractor": extractor.describe(),
         "response_tokens": list(config.response_tokens) if config.response_tokens else None,
         "metrics_settings": measuring.settings() if measuring else None,
@@ -130,6 +154,9 @@ def plan(config: BuildConfig, source: Pool, extractor, sample_rows: int = 2000) 
     steps += extractor.plan(pool.num_rows)
     if config.metrics:
         steps.append(f"tokenize and embed both components for the six metrics ({config.embedder})")
+    if config.control:
+        steps.append(f"split the typed rows into strata by {', '.join(config.control)} and select within each "
+                     "stratum its share of every level")
     steps += ["prune types once (Algorithm 1)",
               (f"select {len(config.levels)} levels ({_joined(sorted(config.levels))}%) "
               f"of {config.size:,} rows each (Algorithm 2)"),
@@ -155,7 +182,7 @@ def _length_band(pool: Dataset, config: BuildConfig) -> Dataset:
     """Keep rows whose response has MIN..MAX tokens (the paper's length-control ablation)."""
     low, high = config.response_tokens
     tokenized = TokenizeColumn("response", config.tokenizer).apply(pool, num_proc=config.num_proc)
-    lengths = np.asarray(arrow_column(tokenized, "response_token_ids").combine_chunks().value_lengths())
+    lengths = list_lengths(arrow_column(tokenized, "response_token_ids"))
     keep = np.flatnonzero((lengths >= low) & (lengths <= high))
     if keep.size == 0:
         raise DivsftError(f"--response-tokens {low},{high}: no pool response has that many tokens")
@@ -172,6 +199,7 @@ def _level_entry(name: str, selection: Selection, ids_sha256: str, rows_sha256: 
         "types_covered": selection.types_covered,
         "type_entropy": round(selection.type_entropy, 6),
         "type_count_ratio": selection.type_count_ratio,
+        **({"strata_k": list(selection.strata_k)} if selection.strata_k else {}),
         "ids_sha256": ids_sha256,
         "rows_sha256": rows_sha256,
     }

@@ -42,6 +42,7 @@ class Selection:
     indices: np.ndarray
     candidates: int
     type_counts: np.ndarray  # per kept, still-present type: selected samples that carry it
+    strata_k: tuple[int, ...] | None = None  # with --control: each stratum's k (`k` counts their union)
 
     @property
     def types_covered(self) -> int:
@@ -112,10 +113,13 @@ class TypeSelector:
     # -- Algorithm 2 ---------------------------------------------------------------------------------
     def select(self, level: float, size: int) -> Selection:
         k = self.k_for_level(level, size)
-        rng = np.random.default_rng([self.seed, k])
-        candidates = self.candidates(k)
-        in_pool = np.zeros(self.num_rows, dtype=bool)
-        in_pool[candidates] = True
+        in_pool = self._row_death >= self.num_types - k
+        return self.fill(level, k, in_pool, self.kept_types(k), size, np.random.default_rng([self.seed, k]))
+
+    def fill(self, level: float, k: int, in_pool: np.ndarray, kept: np.ndarray, size: int, rng,
+             strata: tuple[np.ndarray, np.ndarray] | None = None) -> Selection:
+        """Algorithm 2 over the candidate rows `in_pool` (a mask), serving the `kept` types. With `strata`
+        (each row's stratum, each stratum's quota) a row is drawn only while its stratum has room."""
         type_offsets, type_values = self._type_rows
         keep = in_pool[type_values]
         # Each type's candidate rows in a seeded random order: sort by (type, random key).
@@ -124,21 +128,29 @@ class TypeSelector:
         queue_start = np.searchsorted(pair_types, np.arange(self.num_types + 1))  # pairs are grouped by type
         queue_rows = pair_rows[_sorted_within(queue_start, rng.random(len(pair_rows)))]
         del keep, pair_types, pair_rows
-        picked = _serve_furthest_behind(queue_rows, queue_start, *self._row_types, self.kept_types(k),
-                                        self._tiebreak.astype(np.int64), size, LOOKAHEAD)
+        stratum, room = strata if strata else (np.zeros(self.num_rows, dtype=np.int32), np.array([size]))
+        picked = _serve_furthest_behind(queue_rows, queue_start, *self._row_types, kept,
+                                        self._tiebreak.astype(np.int64), size, LOOKAHEAD, stratum,
+                                        room.astype(np.int64))
         indices = np.sort(picked)
-        return Selection(level, k, indices, len(candidates), self.type_counts(indices, k))
+        return Selection(level, k, indices, int(np.count_nonzero(in_pool)),
+                         self._counts(indices, self.counted_types(in_pool, kept)))
 
     def type_counts(self, indices: np.ndarray, k: int) -> np.ndarray:
-        """How many of `indices` carry each kept type that is still present in the candidate pool."""
-        row_values = self._row_types[1]
+        """How many of `indices` carry each kept type still present in the candidate pool for k."""
+        in_pool = self._row_death >= self.num_types - k
+        return self._counts(indices, self.counted_types(in_pool, self.kept_types(k)))
+
+    def counted_types(self, in_pool: np.ndarray, kept: np.ndarray) -> np.ndarray:
+        """The `kept` types some candidate row carries (a kept type can lose all its rows to other types'
+        drops): the types a level is meant to cover."""
+        present = np.bincount(self._row_types[1][in_pool[self._pair_rows]], minlength=self.num_types) > 0
+        return kept[present[kept]]
+
+    def _counts(self, indices: np.ndarray, types: np.ndarray) -> np.ndarray:
         selected = np.zeros(self.num_rows, dtype=bool)
         selected[np.asarray(indices, dtype=np.int64)] = True
-        counts = np.bincount(row_values[selected[self._pair_rows]], minlength=self.num_types)
-        in_pool = self._row_death[self._pair_rows] >= self.num_types - k
-        present = np.bincount(row_values[in_pool], minlength=self.num_types) > 0
-        kept = self.kept_types(k)
-        return counts[kept[present[kept]]]
+        return np.bincount(self._row_types[1][selected[self._pair_rows]], minlength=self.num_types)[types]
 
 
 @njit(cache=True)
@@ -246,8 +258,11 @@ def _prune(row_offsets, row_values, type_offsets, type_values, rank, num_rows):
 
 # -- Algorithm 2 -------------------------------------------------------------------------------------------
 @njit(cache=True)
-def _serve_furthest_behind(queue_rows, queue_start, row_offsets, row_values, kept, rank, size, lookahead):
-    """Rows picked by always serving the kept type with the fewest selected samples (ties: seeded rank)."""
+def _serve_furthest_behind(queue_rows, queue_start, row_offsets, row_values, kept, rank, size, lookahead,
+                           stratum, room):
+    """Rows picked by always serving the kept type with the fewest selected samples (ties: seeded rank),
+    each from a stratum with `room` left (one stratum of room `size` when uncontrolled)."""
+    room = room.copy()
     num_types = len(rank)
     count = np.zeros(num_types, dtype=np.int64)
     cursor = queue_start.copy()
@@ -267,12 +282,15 @@ def _serve_furthest_behind(queue_rows, queue_start, row_offsets, row_values, kep
             heap, heap_size = _push(heap, heap_size, count[t] * num_types + rank[t])
             continue
         end = queue_start[t + 1]
-        while cursor[t] < end and chosen[queue_rows[cursor[t]]]:
+        # a full stratum never has room again: its rows are passed over for good
+        while cursor[t] < end and (chosen[queue_rows[cursor[t]]] or room[stratum[queue_rows[cursor[t]]]] == 0):
             cursor[t] += 1
         if cursor[t] == end:
             continue  # every candidate carrying t is taken; t leaves the queue
-        row = _least_crowded(queue_rows, cursor[t], end, chosen, row_offsets, row_values, count, lookahead)
+        row = _least_crowded(queue_rows, cursor[t], end, chosen, row_offsets, row_values, count, lookahead,
+                             stratum, room)
         chosen[row] = True
+        room[stratum[row]] -= 1
         picked[n] = row
         n += 1
         for j in range(row_offsets[row], row_offsets[row + 1]):
@@ -282,14 +300,14 @@ def _serve_furthest_behind(queue_rows, queue_start, row_offsets, row_values, kep
 
 
 @njit(cache=True)
-def _least_crowded(queue_rows, start, end, chosen, row_offsets, row_values, count, lookahead):
+def _least_crowded(queue_rows, start, end, chosen, row_offsets, row_values, count, lookahead, stratum, room):
     """Of the next `lookahead` unchosen rows carrying the served type, the one that brings the most types not
     yet represented, then whose most frequent type is least frequent so far: serving a rare type should
     not also inflate an already common one."""
     best_row, best_zeros, best_max, seen = -1, -1, 0, 0
     for i in range(start, end):
         row = queue_rows[i]
-        if chosen[row]:
+        if chosen[row] or room[stratum[row]] == 0:
             continue
         zeros, most = 0, 0
         for j in range(row_offsets[row], row_offsets[row + 1]):

@@ -103,6 +103,8 @@ def test_yaml_config_with_flag_override(pool_file, tmp_path):
         (("--strategy", "response-micro", "--levels", "0,150"), "between 0 and 100"),
         (("--strategy", "response-micro", "--band", "50,10"), "need 0 <= low < high"),
         (("--strategy", "response-micro", "--tokenizer", "/no/such/tokenizer"), "--tokenizer /no/such/tokenizer"),
+        (("--strategy", "response-micro", "--control", "colour"), "--control colour: choose length"),
+        (("--strategy", "response-micro", "--control", "source:genre"), "the pool has no column 'genre'"),
     ],
 )
 def test_bad_requests_fail_with_one_line_and_write_nothing(pool_file, tmp_path, flags, expected):

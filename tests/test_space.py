@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from hf_divsft.explorer import load_results, metrics_table, type_counts, untrusted_html, verdict
+from hf_divsft.explorer import (length_table, load_results, metrics_table, source_table, type_counts,
+                                untrusted_html, verdict)
 from hf_divsft.formats.eval_run import EvalRun, PairwiseJudgment
 
 from .conftest import REPO, free_port, hub_env, run_divsft, served
@@ -69,13 +70,17 @@ def test_demo_results_hold_real_builds_runs_and_slopes(demo):
         config = build.levels[-1].config
         assert build.type_labels() and type_counts(build, config)[0][1] > 0
         assert {row[0] for row in metrics_table(build, config)} >= {"self_bleu", "token_entropy"}
+        assert [row[0] for row in length_table(build, config)] == ["instruction", "response"]
+        assert sum(share for _, share in source_table(build, config)) == pytest.approx(1, abs=1e-3)
     assert [name for _, name in results.run_choices("response-micro", 50)] == ["runs/response_micro_d050"]
     assert len(results.run_choices("instruction-micro")) == 3 and len(results.run_choices()) == 7
     figure, slopes = results.overview()
     assert figure is not None and [row[0] for row in slopes] == ["instruction-micro", "response-micro"]
     assert all(row[1] == 3 and row[2] is not None and row[3] > 0 for row in slopes)
+    assert all(-1 <= row[6] <= 1 for row in slopes)  # the level's r with response length, from the manifests
     analysis = json.loads((demo / "analysis" / "analysis.json").read_text())
     assert {s: round(f["slope_x1e-2"], 3) for s, f in analysis["slopes"].items()} == {row[0]: row[2] for row in slopes}
+    assert all(round(f["level_length_r"], 3) == row[6] for f, row in zip(analysis["slopes"].values(), slopes))
 
 
 def test_pairwise_verdicts_read_per_order():
@@ -257,6 +262,8 @@ def test_app_compares_outputs_escapes_html_and_browses_subsets(browser, demo, tm
         page.get_by_role("tab", name="Subsets").click()
         page.locator("#subset-rows").get_by_text(shown["first_id"]).first.wait_for(timeout=60_000)
         assert img("type") in page.locator("#subset-rows").inner_text()  # a Dataframe "str" cell shows text
+        assert "response" in page.locator("#subset-lengths").inner_text()  # the confounds beside the metrics
+        assert "source = " in page.locator("#subset-sources").inner_text()
         page.get_by_role("tab", name="Metrics").click()
         page.get_by_text("Pearson r with score").first.wait_for(timeout=60_000)
         page.screenshot(path=str(tmp_path / "metrics.png"), full_page=True)

@@ -32,6 +32,23 @@ class MetricValue(Record):
     value: float | None = None
 
 
+class LengthQuantiles(Record):
+    mean: float = Field(ge=0)
+    p10: float = Field(ge=0)
+    p25: float = Field(ge=0)
+    p50: float = Field(ge=0)
+    p75: float = Field(ge=0)
+    p90: float = Field(ge=0)
+
+
+class Confounds(Record):
+    """What else a level's rows differ in: token lengths per component, and the mix of a source column
+    ({"column": NAME, value: share, ...}) when the pool has one."""
+
+    length_tokens: dict[Literal[COMPONENTS], LengthQuantiles]
+    source_mix: dict[str, str | float] | None = None
+
+
 class LevelEntry(Record):
     level: int = Field(ge=0, le=100)
     config: str = Field(pattern=r"^(instruction|response)_(macro|meso|micro)_d\d{3}$")  # also a folder name
@@ -43,6 +60,8 @@ class LevelEntry(Record):
     type_count_ratio: float | None = None
     ids_sha256: str = Field(pattern=SHA256)
     rows_sha256: str | None = Field(None, pattern=SHA256)  # absent in builds of hf-divsft 0.1
+    strata_k: list[int] | None = None  # with --control: each stratum's k
+    confounds: Confounds | None = None  # absent in older builds
     metrics: dict[Literal[COMPONENTS], dict[str, MetricValue]] | None = None
 
     def metric_values(self) -> dict:

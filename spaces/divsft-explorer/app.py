@@ -20,11 +20,14 @@ import gradio as gr
 
 from hf_divsft.errors import DivsftError
 from hf_divsft.explorer import (
+    LENGTH_COLUMNS,
     NO_RESULTS,
     Results,
+    length_table,
     load_results,
     metrics_table,
     preview,
+    source_table,
     type_counts,
     types_figure,
 )
@@ -47,8 +50,10 @@ def overview_tab(results: Results) -> None:
     figure_and_table(*results.overview(),
                      "No eval run names a subset of these builds yet: train on a subset, then `divsft eval` it.",
                      "Score against diversity level (posterior mean and 1-sigma band)",
-                     ["strategy", "runs", "slope (x1e-2)", "sd (x1e-2)", "intercept"],
-                     "Slopes (Bayesian linear regression; needs 3 runs at 2 or more levels)", elem_id="slopes")
+                     ["strategy", "runs", "slope (x1e-2)", "sd (x1e-2)", "intercept", "r(score, response length)",
+                      "r(level, response length)"],
+                     "Slopes (Bayesian linear regression; needs 3 runs at 2 or more levels), and whether response "
+                     "length could explain them", elem_id="slopes")
 
 
 def compare_tab(results: Results) -> tuple:
@@ -110,7 +115,11 @@ def subsets_tab(results: Results) -> tuple | None:
         level = gr.Dropdown(configs(builds[0]), value=configs(builds[0])[-1], label="Subset (level)",
                             elem_id="subset-level")
         search = gr.Textbox(label="Search rows", placeholder="a word from the instruction or response")
-    metrics = gr.Dataframe(headers=["metric", "instruction", "response"], label="The six metrics")
+    with gr.Row():
+        metrics = gr.Dataframe(headers=["metric", "instruction", "response"], label="The six metrics")
+        lengths = gr.Dataframe(headers=["component", *LENGTH_COLUMNS], label="Length (tokens)",
+                               elem_id="subset-lengths")
+        sources = gr.Dataframe(headers=["source", "share"], label="Source mix", elem_id="subset-sources")
     types = gr.Plot(label="Most frequent types")
     rows = gr.Dataframe(headers=["id", "instruction", "response", "types (readable)"], label="Rows (first 100 matches)",
                         wrap=True, elem_id="subset-rows")
@@ -124,15 +133,17 @@ def subsets_tab(results: Results) -> tuple | None:
 
     def show(name, config, query):
         if config not in configs(name):
-            return gr.update(), gr.update(), gr.update()
+            return (gr.update(),) * 5
         build = results.build(name)
         figure = types_figure(type_counts(build, config), f"{config}: types held by the most rows")
-        return metrics_table(build, config), figure, search_rows(name, config, query)
+        return (metrics_table(build, config), length_table(build, config), source_table(build, config), figure,
+                search_rows(name, config, query))
 
+    shown = [metrics, lengths, sources, types, rows]
     strategy.change(pick_build, strategy, level)
-    level.change(show, [strategy, level, search], [metrics, types, rows])
+    level.change(show, [strategy, level, search], shown)
     search.change(search_rows, [strategy, level, search], rows)  # the metrics and types stay as they are
-    return show, [strategy, level, search], [metrics, types, rows]
+    return show, [strategy, level, search], shown
 
 
 def metrics_tab(results: Results) -> None:
