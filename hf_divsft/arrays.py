@@ -47,6 +47,21 @@ def to_list_array(num_rows: int, rows: np.ndarray, items: np.ndarray) -> pa.List
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(items, type=pa.int64()))
 
 
+def take_rows(values, positions: np.ndarray) -> pa.Array:
+    """`values[positions]` (in the order given), chunk by chunk: `ChunkedArray.take` first joins every chunk
+    into one array, a copy of the whole column (1.5 GB of text took 0.9 s and 1.5 GB per call)."""
+    positions = np.asarray(positions, dtype=np.int64)
+    if not isinstance(values, pa.ChunkedArray):
+        return values.take(pa.array(positions))
+    order = np.argsort(positions, kind="stable")
+    ends = np.cumsum([len(chunk) for chunk in values.chunks])
+    which = np.searchsorted(ends, positions[order], side="right")
+    parts = [values.chunk(c).take(pa.array(positions[order][which == c] - (ends[c] - len(values.chunk(c)))))
+             for c in np.unique(which)]
+    taken = pa.concat_arrays(parts) if parts else pa.array([], type=values.type)
+    return taken.take(pa.array(np.argsort(order, kind="stable"))) if len(order) else taken
+
+
 def text_blocks(texts, rows: int = 10_000):
     """A text column (Arrow, chunked or not) as Python lists of a few thousand strings, never all at once."""
     chunks = texts.chunks if isinstance(texts, pa.ChunkedArray) else [texts]

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset
 
-from .arrays import list_lengths
+from .arrays import list_lengths, take_rows
 from .data import arrow_column
 from .errors import DivsftError
 from .select import Selection, TypeSelector
@@ -97,7 +97,7 @@ class StratifiedSelector:
         typed = list_lengths(types) > 0
         self.rows = [np.flatnonzero(typed & (strata == s)) for s in range(len(names))]
         self.stratum = np.asarray(strata, dtype=np.int32)
-        self.selectors = [TypeSelector(types.take(pa.array(rows)), seed=seed) if len(rows) else None
+        self.selectors = [TypeSelector(take_rows(types, rows), seed=seed) if len(rows) else None
                           for rows in self.rows]
 
     def quotas(self, size: int) -> np.ndarray:

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, Features, List, Value
 
+from ..arrays import take_rows
 from ..assets import DEFAULT_EMBEDDER
 from ..clustering import NEIGHBOURS, OneThreadHDBSCAN, assign_by_neighbours, assignment_space, default_reducer
 from ..columns import add_columns
@@ -130,7 +131,7 @@ class MacroTypes:
             return {}
         order = np.random.default_rng(self.seed).permutation(len(texts))
         vectorizer = CountVectorizer(stop_words="english", max_features=50_000)
-        vectorizer.fit(texts.take(pa.array(np.sort(order[:vocabulary_rows]))).to_pylist())
+        vectorizer.fit(take_rows(texts, np.sort(order[:vocabulary_rows])).to_pylist())
         names = np.unique(topics[topics >= 0])
         counted = _counted(topics, order, counted_rows)
         counts = _topic_word_counts(texts, topics, counted, names, vectorizer)
@@ -189,7 +190,7 @@ def _topic_word_counts(texts: pa.ChunkedArray, topics: np.ndarray, counted: np.n
         onehot = sparse.csr_matrix((np.ones(len(positions)),
                                     (np.searchsorted(names, topics[positions]), np.arange(len(positions)))),
                                    shape=(len(names), len(positions)))
-        parts.append((onehot @ vectorizer.transform(texts.take(pa.array(positions)).to_pylist())).tocoo())
+        parts.append((onehot @ vectorizer.transform(take_rows(texts, positions).to_pylist())).tocoo())
         held += parts[-1].nnz
         if held >= collapse_nnz:
             total, parts, held = _summed(total, parts, shape), [], 0
