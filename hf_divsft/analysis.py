@@ -124,7 +124,9 @@ def fit_strategies(runs: list[Run]) -> tuple[dict[str, list[Run]], dict, list[st
     return by_strategy, fits, notes
 
 
-def analyze(config: AnalyzeConfig) -> dict:
+def analyze(config: AnalyzeConfig, missing: list[str] = ()) -> dict:
+    """The report (and its folder); `missing` names runs that should exist but do not (an experiment's
+    failed or blocked steps), so the report says what its slopes lack."""
     runs, skipped = read_runs(config.runs)  # small files: read (and refused) before the output is checked
     builds = [run.build for run in runs]
     check_output(config.out, overwrite=config.overwrite, owned=is_analysis, what=ANALYSIS_WHAT,
@@ -136,6 +138,7 @@ def analyze(config: AnalyzeConfig) -> dict:
     report = {
         "runs": [{"folder": r.folder, "strategy": r.strategy, "level": r.level, "score": r.score} for r in runs],
         "skipped": skipped + notes,
+        "missing": list(missing),
         "slopes": {s: {**{k: v for k, v in fit.items() if k != "model"}, **length_confound(by_strategy[s])}
                    for s, fit in fits.items()},
         "correlations": corr,
@@ -206,4 +209,6 @@ def _results_markdown(report: dict) -> str:
         lines.append(f"| {metric} | " + " | ".join("n/a" if c is None else f"{c['r']:.3f} (p={c['p']:.2g})" for c in cells) + " |")
     if report["skipped"]:
         lines += ["", "## Left out", ""] + [f"- {note}" for note in report["skipped"]]
+    if report["missing"]:
+        lines += ["", "## Missing (not run, or failed)", ""] + [f"- {note}" for note in report["missing"]]
     return "\n".join(lines) + "\n"

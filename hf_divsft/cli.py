@@ -269,6 +269,39 @@ def analyze(config: configs.AnalyzeConfig) -> None:
     typer.echo(f"wrote {config.out}/results.md")
 
 
+@command_from(configs.ExperimentConfig, arguments=("config",))
+def experiment(config: configs.ExperimentConfig) -> None:
+    """Build, train, evaluate and analyze a whole grid of subsets from one YAML file; rerun to resume."""
+    from .experiment import run_experiment
+
+    result = run_experiment(config)
+    if config.dry_run:
+        _print_experiment_plan(result)
+        return
+    typer.echo(f"{len(result['done'])} steps ran, {len(result['skipped'])} were done already or not asked for; "
+               f"wrote {config.out}. Show it with:\n  python spaces/divsft-explorer/app.py --results {config.out}")
+
+
+def _print_experiment_plan(plan: dict) -> None:
+    steps = plan["steps"]
+    counts = {status: sum(1 for step in steps if step["status"] == status) for status in ("done", "to run")}
+    typer.echo(f"dry run: {len(steps)} steps into {plan['out']} ({counts['done']} done, "
+               f"{counts['to run']} to run, {len(steps) - sum(counts.values())} waiting or not asked for)")
+    for step in steps:
+        typer.echo(f"  [{step['status']}] {step['id']}")
+    typer.echo(f"subsets: {len(plan['subsets'])} ({', '.join(plan['subsets'])})")
+    typer.echo(f"tokens to train: about {plan['train_tokens']:,} in all, {plan['train_tokens_to_run']:,} still to run")
+    seconds, measured = plan["seconds"], plan["throughput"]
+    keys = {"train_tokens_per_second": "train: tokens_per_second", "eval_seconds_per_model": "eval_seconds_per_model"}
+    for stage, rate in (("train", "train_tokens_per_second"), ("eval", "eval_seconds_per_model")):
+        if seconds[stage] is None:
+            typer.echo(f"  {stage} time: not estimated (give `{keys[rate]}` in the experiment file)")
+        else:
+            typer.echo(f"  {stage} time: about {seconds[stage] / 60:.1f} min (at the experiment file's "
+                       f"`{keys[rate]}` {measured[rate]:,})")
+    typer.echo("nothing was written")
+
+
 @command_from(configs.DemoConfig, name="demo-results")
 def demo_results(config: configs.DemoConfig) -> None:
     """A small real results folder for the Space: builds, LoRA models and evals on a CPU (about 3 minutes)."""

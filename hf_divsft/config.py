@@ -331,6 +331,64 @@ class DemoConfig:
         check_levels(self.levels)
 
 
+STAGES = ("build", "train", "eval", "analyze")
+# options of each stage that an experiment sets from its grid and folder
+SET_BY_EXPERIMENT = {"build": ("pool", "strategy", "out", "levels", "size", "seed", "overwrite", "dry_run"),
+                     "eval": ("out", "model", "adapter", "overwrite")}
+
+
+@knobs
+class ExperimentTrain:
+    """The `train:` block of an experiment file: the recipe every subset is trained with."""
+
+    recipe: PathText = Field(**_help("A `divsft train` recipe YAML (e.g. recipes/smollm2-135m/sft/config_lora.yaml)"))
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, **_help("Recipe options to change, e.g. {max_steps: 3}"))
+    accelerate_config: PathText | None = Field(
+        None, **_help("Launch each run with `accelerate launch --config_file` this file (else one process)"))
+    tokens_per_second: float | None = Field(
+        None, gt=0, **_help("The recipe's measured training throughput, for --dry-run's time estimate"))
+
+
+@knobs
+class ExperimentSpec:
+    """An experiment file: the pool, the grid of subsets, how each is trained and evaluated."""
+
+    pool: PathText = Field(**_help("The pool (any `divsft build --pool`)"))
+    strategies: Annotated[list[Literal[STRATEGIES]], BeforeValidator(_words)] = Field(
+        min_length=1, **_help("Strategies to build"))
+    train: ExperimentTrain = Field(**_help("The train recipe and its overrides"))
+    levels: IntList = Field(default_factory=lambda: list(PAPER_LEVELS), **_help("Diversity levels"))
+    size: int = Field(10_000, ge=1, **_help("Samples per subset (N)"))
+    seeds: IntList = Field(default_factory=lambda: [0], min_length=1,
+                           **_help("Repeats: each seed builds, trains and evaluates the grid once"))
+    pool_rows: int | None = Field(None, ge=1, **_help("Use a seeded sample of this many pool rows"))
+    build: dict[str, Any] = Field(default_factory=dict, **_help("Other `divsft build` options, e.g. {control: [length]}"))
+    eval: dict[str, Any] = Field(default_factory=dict, **_help("`divsft eval` options, e.g. {limit: 300}"))
+    evaluate_base: bool = Field(True, **_help("Evaluate the untrained base model too"))
+    eval_seconds_per_model: float | None = Field(
+        None, gt=0, **_help("Measured eval time per model, for --dry-run's time estimate"))
+
+    def __post_init__(self):
+        check_levels(self.levels)
+        for block, keys in SET_BY_EXPERIMENT.items():
+            taken = sorted(set(getattr(self, block)) & set(keys))
+            if taken:
+                raise DivsftError(f"{block}: {taken[0]} is set by the experiment itself; remove it "
+                                  f"(the experiment's own keys: {', '.join(keys)})")
+
+
+@knobs
+class ExperimentConfig:
+    """Every knob of `divsft experiment`."""
+
+    config: PathText = Field(**_help("The experiment file (YAML), e.g. recipes/experiments/smoke-cpu.yaml"))
+    out: PathText = Field(**_help("The results folder (builds/, models/, runs/, analysis/); rerun to resume"))
+    only: Annotated[list[Literal[STAGES]], BeforeValidator(_words)] = Field(
+        default_factory=lambda: list(STAGES), min_length=1, **_help("Run only these stages"))
+    dry_run: bool = Field(False, **_help("Print the plan (steps, subsets, tokens, time); write nothing"))
+
+
 @knobs
 class RecipesCopyConfig:
     dest: PathText = Field(

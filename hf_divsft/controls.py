@@ -27,12 +27,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset
 
-from .arrays import list_lengths, take_rows
+from .arrays import list_lengths, take_rows, text_blocks
 from .data import arrow_column
 from .errors import DivsftError
 from .select import Selection, TypeSelector
 from .strategies import COMPONENTS
-from .tokenization import TokenizeColumn
+from .tokenization import TokenizeColumn, load_tokenizer
 
 LENGTH_STRATA = 20
 
@@ -149,11 +149,9 @@ def level_confounds(typed: Dataset, selections: list[Selection], tokenizer: str,
     """Per level: token-length quantiles of each component and the mix of `source_column`, the two things
     besides diversity that a level's rows can differ in. Read on the rows some level holds, in memory."""
     union = np.unique(np.concatenate([selection.indices for selection in selections]))
-    rows = typed.select(union)
-    lengths = {component: token_lengths(rows, component, tokenizer, keep_in_memory=True)
-               for component in COMPONENTS}
-    sources = (pc.cast(arrow_column(rows, source_column), pa.string()).to_numpy(zero_copy_only=False)
-               if source_column else None)
+    lengths = {component: _lengths_of(typed, union, component, tokenizer) for component in COMPONENTS}
+    sources = (pc.cast(take_rows(arrow_column(typed, source_column), union), pa.string())
+               .to_numpy(zero_copy_only=False) if source_column else None)
     confounds = []
     for selection in selections:
         at = np.searchsorted(union, selection.indices)
@@ -165,6 +163,16 @@ def level_confounds(typed: Dataset, selections: list[Selection], tokenizer: str,
                                    **{str(values[i]): round(float(counts[i]) / len(at), 4) for i in order}}
         confounds.append(entry)
     return confounds
+
+
+def _lengths_of(typed: Dataset, rows: np.ndarray, component: str, tokenizer: str) -> np.ndarray:
+    """Token counts of `component` in `rows` (sorted): from the build's token ids when it has them."""
+    ids = f"{component}_token_ids"
+    if ids in typed.column_names:
+        return list_lengths(take_rows(arrow_column(typed, ids), rows))
+    encode = load_tokenizer(tokenizer).encode_batch
+    texts = take_rows(arrow_column(typed, component), rows)
+    return np.array([len(tokens) for block in text_blocks(texts) for tokens in encode(block)], dtype=np.int64)
 
 
 def _quantiles(lengths: np.ndarray) -> dict:

@@ -24,8 +24,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datasets import Dataset, DatasetDict, Features, Value, load_dataset, load_from_disk
+from datasets.table import InMemoryTable
 
-from .arrays import text_blocks
+from .arrays import take_rows, text_blocks
 from .columns import add_columns, map_batches
 from .config import PoolColumns
 from .conversations import PROBLEM, ConversationComponents, chat_format, is_blank
@@ -71,10 +72,23 @@ def remapped(ds: Dataset) -> Dataset:
     return pickle.loads(pickle.dumps(ds)) if ds.cache_files else ds
 
 
+def selected_rows(ds: Dataset, indices: np.ndarray) -> Dataset:
+    """`ds.select(indices)`, held in memory, gathered column by column with `take_rows`: `datasets` would
+    gather them with `ChunkedArray.take`, which reads (and maps into RSS) every page of every column."""
+    table = pa.table({name: take_rows(arrow_column(ds, name), indices) for name in ds.column_names})
+    return Dataset(InMemoryTable(table.cast(ds.features.arrow_schema)), info=ds.info.copy())
+
+
 def load_pool(source: str, columns: PoolColumns | None = None, split: str = "train",
               skip_invalid: bool = False) -> Dataset:
     """Read `source` and return a dataset with string columns `id`, `instruction`, `response`."""
     return read_pool(source, columns, split, skip_invalid).rows
+
+
+def sample_pool(source: str, rows: int, seed: int = 0) -> Dataset:
+    """A seeded sample of `rows` of the pool's rows (all of them if it has fewer), in the sample's order."""
+    pool = load_pool(source)
+    return pool.select(np.random.default_rng(seed).permutation(pool.num_rows)[:rows])
 
 
 def local_or_hub(source: str) -> Path | None:
@@ -313,7 +327,7 @@ def _drop_problems(ds: Dataset, chat_column: str | None, label: str, skip: bool)
         ds = ds.remove_columns(PROBLEM)
     if not len(rows):
         return ds, {"rows": 0, "reasons": {}}
-    ids = arrow_column(ds, "id").take(pa.array(rows))
+    ids = take_rows(arrow_column(ds, "id"), rows)
     if not skip:
         raise DivsftError(f"{label}: row {rows[0]}: {reasons[0]} (id {ids[0].as_py()!r}); "
                           "fix or drop the row, or pass --skip-invalid to skip such rows")

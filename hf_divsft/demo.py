@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .artifacts import check_output, write_json
 from .config import AnalyzeConfig, BuildConfig, DemoConfig, EvalConfig
+from .data import sample_pool
 from .errors import DivsftError
 
 DEMO = "demo.json"  # marks a folder this command wrote (the one thing `--overwrite` replaces)
@@ -29,7 +30,7 @@ def demo_results(config: DemoConfig) -> dict:
 
     check_output(config.out, overwrite=config.overwrite, owned=_is_demo, what=DEMO_WHAT,
                  inputs=[config.pool, config.eval_set])
-    sample = _sample_pool(config)  # read both inputs before an earlier demo is replaced
+    sample = sample_pool(config.pool, config.pool_rows, config.seed)  # read before an earlier demo goes
     if sample.num_rows < config.size:
         raise DivsftError(f"--pool {config.pool}: {sample.num_rows} rows cannot fill subsets of "
                           f"--size {config.size}")
@@ -67,15 +68,6 @@ def _folder_in_place(out: Path, overwrite: bool) -> Iterator[None]:
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
-
-
-def _sample_pool(config: DemoConfig):
-    import numpy as np
-
-    from .data import load_pool
-
-    pool = load_pool(config.pool)
-    return pool.select(np.random.default_rng(config.seed).permutation(pool.num_rows)[: config.pool_rows])
 
 
 def _build(config: DemoConfig, pool: Path, strategy: str, out: Path) -> list[str]:

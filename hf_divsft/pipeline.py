@@ -11,7 +11,7 @@ from .arrays import list_lengths
 from .config import BuildConfig, MeasureConfig
 from .controls import Control, StratifiedSelector, level_confounds, stratify
 from .conversations import chat_format, turn_counts
-from .data import Pool, arrow_column, pool_fingerprint, read_pool, remapped
+from .data import Pool, arrow_column, pool_fingerprint, read_pool, remapped, selected_rows
 from .embedding import load_embedder
 from .engines import using
 from .errors import DivsftError
@@ -31,37 +31,51 @@ def build(config: BuildConfig) -> dict:
     extractor = _checked_extractor(strategy, config)
     engine_name = "local" if config.dry_run else config.engine
     with using(engine_name, config.ray_address) as engine:
-        source = read_pool(config.pool, config.columns, config.split, config.skip_invalid)
         if config.dry_run:
-            return plan(config, source, extractor)
-        return _build(config, strategy, extractor, source, engine.describe())
+            return plan(config, _read(config), extractor)
+        return _build(config, strategy, extractor, engine.describe())
 
 
-def _build(config: BuildConfig, strategy: Strategy, extractor, source: Pool, engine: dict) -> dict:
+def _read(config: BuildConfig) -> Pool:
+    return read_pool(config.pool, config.columns, config.split, config.skip_invalid)
+
+
+def _build(config: BuildConfig, strategy: Strategy, extractor, engine: dict) -> dict:
     controls = [Control.parse(spec) for spec in config.control]
-    for control in controls:
-        control.check(source.rows.column_names)  # before typing, which can take a while
-    pool = _length_band(source.rows, config) if config.response_tokens else source.rows
-    typed = extractor.add_types(pool, num_proc=config.num_proc)
+    typed, origin = _typed_pool(config, extractor, controls)
     selections, selected_from = _select_levels(typed, config, strategy, controls)
     measuring = _measure_config(config)
     metrics = _measure_levels(typed, selections, measuring) if measuring else [None] * len(selections)
     confounds = level_confounds(typed, selections, config.tokenizer, _source_column(controls, typed))
-    manifest = _manifest(config, strategy, source, pool, selected_from, extractor, measuring, engine)
-    # The memory maps that typing read through hold every page it touched (GBs at 1M rows): drop them and
-    # write the subsets through fresh ones, which page in only the selected rows.
+    manifest = _manifest(config, strategy, origin, selected_from, extractor, measuring, engine)
     helpers = [c for c in typed.column_names if c.endswith(HELPER_SUFFIXES)]
-    subsets = remapped(typed.remove_columns(helpers))
-    del source, pool, typed
+    subsets = remapped(typed.remove_columns(helpers))  # pages in only the rows that are written
+    del typed
     with staged_build(config.out, config.overwrite) as writer:
         for selection, measured, confound in zip(selections, metrics, confounds):
             name = strategy.config_name(int(selection.level))
             entry = _level_entry(name, selection,
-                                 **writer.save_level(name, subsets.select(selection.indices)))
+                                 **writer.save_level(name, selected_rows(subsets, selection.indices)))
             entry["confounds"] = confound  # lengths and source mix: what else the level's rows differ in
             manifest["levels"].append({**entry, "metrics": measured} if measured else entry)
         writer.finish(manifest, extractor.type_labels(subsets))  # what each type id stands for
     return manifest
+
+
+def _typed_pool(config: BuildConfig, extractor, controls: list[Control]) -> tuple[Dataset, dict]:
+    """The pool with its types, through fresh memory maps, and what the manifest records of the pool.
+
+    A memory map keeps every page read through it in this process's RSS while it lives (GBs at 1M rows):
+    the pool is read here, so that on return its maps, and those typing read through, are dropped; the
+    fingerprint, which reads every text, reads through maps of its own, dropped at once.
+    """
+    source = _read(config)
+    for control in controls:
+        control.check(source.rows.column_names)  # before typing, which can take a while
+    pool = _length_band(source.rows, config) if config.response_tokens else source.rows
+    origin = {"pool_fingerprint": pool_fingerprint(remapped(pool)), "pool_rows": source.source_rows,
+              "chat_column": source.chat_column, "skipped": source.skipped}
+    return remapped(extractor.add_types(pool, num_proc=config.num_proc)), origin
 
 
 def _checked_extractor(strategy: Strategy, config: BuildConfig):
@@ -108,19 +122,16 @@ def _source_column(controls: list[Control], typed: Dataset) -> str | None:
 def _measure_levels(typed: Dataset, selections: list[Selection], measuring: MeasureConfig) -> list[dict]:
     """The six metrics of every level, from features computed once for the rows any level holds."""
     union = np.unique(np.concatenate([selection.indices for selection in selections]))
-    measured = add_metric_features(typed.select(union), measuring, keep_in_memory=True)
+    measured = add_metric_features(selected_rows(typed, union), measuring, keep_in_memory=True)
     return [measure_dataset(measured.select(np.searchsorted(union, selection.indices)), measuring,
                             keep_in_memory=True) for selection in selections]
 
 
-def _manifest(config: BuildConfig, strategy: Strategy, source: Pool, pool: Dataset, selected_from: dict,
-              extractor, measuring: MeasureConfig | None, engine: dict) -> dict:
+def _manifest(config: BuildConfig, strategy: Strategy, origin: dict, selected_from: dict, extractor,
+              measuring: MeasureConfig | None, engine: dict) -> dict:
     return {
         "pool": config.pool,
-        "pool_fingerprint": pool_fingerprint(pool),
-        "pool_rows": source.source_rows,
-        "chat_column": source.chat_column,
-        "skipped": source.skipped,
+        **origin,  # pool_fingerprint, pool_rows, chat_column, skipped
         "strategy": strategy.name,
         "size": config.size,
         "seed": config.seed,

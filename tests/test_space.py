@@ -13,8 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from hf_divsft.explorer import (length_table, load_results, metrics_table, source_table, type_counts,
-                                untrusted_html, verdict)
+from hf_divsft.explorer import (
+    length_table,
+    load_results,
+    metrics_table,
+    source_table,
+    type_counts,
+    untrusted_html,
+    verdict,
+)
 from hf_divsft.formats.eval_run import EvalRun, PairwiseJudgment
 
 from .conftest import REPO, free_port, hub_env, run_divsft, served
