@@ -597,6 +597,13 @@ def base(command: str, w: World, s: Path) -> Base:
         return Base(["train"], [], {"--config": SMOKE_RECIPE, "--dataset": build,
                                     "--dataset_config": "response_micro_d100", "--output_dir": s / "out",
                                     "--max_steps": 1, "--max_samples": 2}, [build, SMOKE_RECIPE], [s / "out"])
+    if command == "experiment":  # its builds only: the cheapest stage that writes
+        spec = s / "experiment.yaml"
+        spec.write_text(json.dumps({"pool": str(w.small_pool), "strategies": [STRATEGY], "levels": [0, 100],
+                                    "size": 5, "train": {"recipe": str(SMOKE_RECIPE)},
+                                    "build": {"tokenizer": "whitespace", "metrics": False, "band": [1, 100]}}))
+        return Base(["experiment"], [spec], {"--out": s / "out", "--only": "build"}, [spec, w.small_pool],
+                    [s / "out"])
     if command == "recipes copy":
         return Base(["recipes", "copy"], [s / "recipes"], {}, [], [s / "recipes"])
     if command == "recipes list":
@@ -728,7 +735,7 @@ def _commands():
 KNOWN_OPTIONS = {name: {opt for p in cmd.params for opt in (*p.opts, *getattr(p, "secondary_opts", ()))}
                  | {"--help"} for name, cmd in _commands()}
 ALL_COMMANDS = ["build", "measure", "plot", "publish", "eval", "analyze", "demo-results", "train",
-                "recipes copy", "recipes list"]
+                "experiment", "recipes copy", "recipes list"]
 UNKNOWN_FLAG = st.from_regex(r"--[a-z][a-z0-9-]{0,14}", fullmatch=True)
 
 
