@@ -76,10 +76,9 @@ class Control:
         bounds = [f"{low}-{high - 1}" for low, high in itertools.pairwise([0, *edges])] + [f"{edges[-1]}+"]
         return np.searchsorted(edges, lengths, side="right"), [f"{self.column} {b} tokens" for b in bounds]
 
-def token_lengths(ds: Dataset, component: str, tokenizer: str, num_proc: int | None = None,
-                  keep_in_memory: bool = False) -> np.ndarray:
+def token_lengths(ds: Dataset, component: str, tokenizer: str, num_proc: int | None = None) -> np.ndarray:
     """Each row's token count of `component` with `tokenizer` (a cached map; reused when the build has it)."""
-    tokenized = TokenizeColumn(component, tokenizer).apply(ds, num_proc=num_proc, keep_in_memory=keep_in_memory)
+    tokenized = TokenizeColumn(component, tokenizer).apply(ds, num_proc=num_proc)
     return list_lengths(arrow_column(tokenized, f"{component}_token_ids"))
 
 

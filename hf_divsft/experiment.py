@@ -59,6 +59,11 @@ class Step:
     run: Callable[[], None]
     needs: list[str] = field(default_factory=list)
 
+    @property
+    def cli_stage(self) -> str:
+        """The `--only` stage it belongs to (sampling the pool is part of building)."""
+        return "build" if self.stage == "sample" else self.stage
+
 
 @dataclass
 class Experiment:
@@ -158,15 +163,14 @@ class Experiment:
 
     def _run_step(self, step: Step, stages: list[str]) -> str:
         """done, skipped (finished earlier, or another stage), failed or blocked."""
-        if ("build" if step.stage == "sample" else step.stage) not in stages:
+        if step.cli_stage not in stages:
             return "skipped"
         unfinished = [need for need in step.needs if not self._is_done(need)]
         if unfinished:
             tqdm.write(f"[{step.stage}] {step.id}: blocked: needs {unfinished[0]}, which is not done")
             return "blocked"
         key = _key(step.inputs())
-        earlier = self.state.steps.get(step.id)
-        if earlier and earlier.status == "done" and earlier.key == key and step.output.exists():
+        if self._finished_earlier(step, key):
             return "skipped"
         tqdm.write(f"[{step.stage}] {step.id}: running")
         start = time.perf_counter()
@@ -233,12 +237,16 @@ class Experiment:
         unmet = [need for need in step.needs if statuses[need] not in ("done", "to run")]
         if unmet:
             return f"blocked: needs {unmet[0]}"
-        earlier = self.state.steps.get(step.id)
-        upstream_done = all(statuses[need] == "done" for need in step.needs)
-        if (upstream_done and earlier and earlier.status == "done" and step.output.exists()
-                and earlier.key == _key(step.inputs())):
+        # a step's key reads its upstream outputs: known only once they are done
+        if all(statuses[need] == "done" for need in step.needs) and self._finished_earlier(step):
             return "done"
-        return "to run" if ("build" if step.stage == "sample" else step.stage) in stages else "not in --only"
+        return "to run" if step.cli_stage in stages else "not in --only"
+
+    def _finished_earlier(self, step: Step, key: str | None = None) -> bool:
+        """An earlier run finished `step` with the same inputs, and its output is still there."""
+        earlier = self.state.steps.get(step.id)
+        return bool(earlier and earlier.status == "done" and step.output.exists()
+                    and earlier.key == (key or _key(step.inputs())))
 
     def _train_tokens(self, step: Step) -> int:
         """Tokens one training run reads: its samples (N, or max_samples; epochs, or max_steps) times a
