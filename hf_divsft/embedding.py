@@ -62,20 +62,26 @@ class StaticEmbedder:
 
 
 class SentenceTransformerEmbedder:
-    def __init__(self, source: str, batch_size: int = 64):
+    """`exact`: run the model in float64 and return float64 vectors. Float32 kernels differ between CPUs in
+    the last bits, enough to move a pair across a similarity threshold; float64 ones agree far below that."""
+
+    def __init__(self, source: str, batch_size: int = 64, exact: bool = False):
         from sentence_transformers import SentenceTransformer
 
         self.model = SentenceTransformer(source)  # a GPU when there is one
+        if exact:
+            self.model = self.model.double()
         self.batch_size = batch_size
+        self.dtype = np.float64 if exact else np.float32
 
     def encode(self, texts: list[str]) -> np.ndarray:
         vectors = self.model.encode(list(texts), batch_size=self.batch_size, show_progress_bar=False)
-        return _unit(vectors)
+        return _unit(vectors, self.dtype)
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (cosine geometry), as float32."""
-    vectors = np.asarray(vectors, dtype=np.float32)
+def _unit(vectors: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """Rows scaled to unit length (cosine geometry)."""
+    vectors = np.asarray(vectors, dtype=dtype)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
 
@@ -86,15 +92,16 @@ def _is_model2vec(folder: Path) -> bool:
 
 
 @functools.lru_cache(maxsize=4)
-def load_embedder(spec: str = DEFAULT_EMBEDDER) -> Embedder:
+def load_embedder(spec: str = DEFAULT_EMBEDDER, exact: bool = False) -> Embedder:
+    """`exact`: sentence-transformers models in float64 (a static model's vectors are what they are)."""
     try:
         if spec == DEFAULT_EMBEDDER:
             return StaticEmbedder(minilm_static_dir())
         if spec == MINILM:
-            return SentenceTransformerEmbedder(str(minilm_dir()))
+            return SentenceTransformerEmbedder(str(minilm_dir()), exact=exact)
         if _is_model2vec(Path(spec)):
             return StaticEmbedder(Path(spec))
-        return SentenceTransformerEmbedder(spec)
+        return SentenceTransformerEmbedder(spec, exact=exact)
     except DivsftError:
         raise
     except Exception as err:

@@ -81,7 +81,7 @@ def _typed_pool(config: BuildConfig, extractor, controls: list[Control]) -> tupl
 def _checked_extractor(strategy: Strategy, config: BuildConfig):
     """The extractor, once the output location and every model or endpoint it needs are known to work."""
     # local models are inputs too
-    inputs = [config.pool, config.tokenizer, config.embedder, config.tagger_model]
+    inputs = [config.pool, config.tokenizer, config.embedder, config.tag_embedder, config.tagger_model]
     check_build_output(config.out, config.overwrite, inputs=inputs)  # before any expensive step
     extractor = strategy.extractor(config)
     extractor.check()  # a tokenizer that does not load, an endpoint that is down: fail before the pool

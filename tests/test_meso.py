@@ -49,6 +49,39 @@ def test_normalizer_drops_long_tail_and_merges_similar_and_associated_tags():
     assert "write poem" in vocabulary.labels
 
 
+# Torch's and OpenBLAS's kernels are chosen per CPU; these switch them as moving to another machine would.
+OTHER_CPU_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41",
+                     "OPENBLAS_CORETYPE": "Haswell", "OMP_NUM_THREADS": "1"}
+EMBED_TAGS = """
+import sys, numpy as np
+from hf_divsft.embedding import load_embedder
+phrases = sys.argv[2].split(",")
+np.save(sys.argv[1] + "-exact.npy", load_embedder("minilm", exact=True).encode(phrases))
+np.save(sys.argv[1] + "-float32.npy", load_embedder("minilm").encode(phrases))
+"""
+
+
+def test_tag_phrases_embed_alike_whichever_cpu_kernels_run(tmp_path):
+    """Meso's tag clusters hang on a cosine threshold, so the phrases' vectors must not depend on the CPU:
+    float32 ones move in their last bits when the kernels change (checked, so the switch is real),
+    the float64 ones the tag clustering uses agree to 1e-12."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    phrases = "write poem,solve math problem,translate sentence,python function,summarize article,recipe"
+    for name, extra in (("here", {}), ("other", OTHER_CPU_KERNELS)):
+        subprocess.run([sys.executable, "-c", EMBED_TAGS, str(tmp_path / name), phrases],
+                       env={**os.environ, **extra}, check=True, capture_output=True)
+    here, other = ({kind: np.load(tmp_path / f"{name}-{kind}.npy") for kind in ("exact", "float32")}
+                   for name in ("here", "other"))
+    assert here["exact"].dtype == np.float64
+    assert np.abs(here["float32"] - other["float32"]).max() > 1e-9
+    assert np.abs(here["exact"] - other["exact"]).max() < 1e-12
+
+
 @pytest.mark.parametrize(
     "reply, tags",
     [

@@ -1,12 +1,12 @@
 """The whole shared pool (75,636 rows), every strategy at the paper's 7 levels and N=10,000: the rows
-chosen do
-not move, and the same inputs and seed give the same rows in a fresh process.
+chosen do not move, and the same inputs and seed give the same rows in a fresh process.
 
-`tests/data/shared_pool_ids.json` holds every level's `ids_sha256` for the micro and meso strategies,
-recorded with hf-divsft 0.1.0 (444b226) before the chat-pool, vectorised-tagging and compiled-selector
-changes: those must choose exactly the rows the code chose then (response-meso's last four levels were
-re-recorded from empty caches, where 444b226 itself gives them; see the file's note). A macro build is pinned by being built
-twice, in two processes with different thread counts (before, builds above 30,000 rows were not reproducible).
+`tests/data/shared_pool_ids.json` holds every level's `ids_sha256` for the micro and meso strategies. The
+micro ones were recorded with hf-divsft 0.1.0 (444b226), before the chat-pool, vectorised-tagging and
+compiled-selector changes, which must choose exactly the rows the code chose then; the meso ones since tag
+phrases are embedded in float64, which gives them on every CPU (see the file's note). A macro build is
+pinned by being built twice, in two processes with different thread counts (before, builds above 30,000
+rows were not reproducible).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from datasets import Dataset, Features, List, Value
 
 from ..arrays import distinct_pairs
-from ..assets import DEFAULT_EMBEDDER
+from ..assets import DEFAULT_TAG_EMBEDDER
 from ..columns import add_columns
 from ..data import arrow_column
 from ..embedding import load_embedder
@@ -71,7 +71,7 @@ class TagNormalizer:
     alpha: int = 20
     similarity: float = 0.85
     association: float = 0.95
-    embedder: str = DEFAULT_EMBEDDER
+    embedder: str = DEFAULT_TAG_EMBEDDER
 
     def fit(self, tags) -> TagVocabulary:
         """`tags`: one list of tags per row (an Arrow list column, or Python lists)."""
@@ -105,7 +105,8 @@ class TagNormalizer:
     def _semantic_clusters(self, phrases: list[str]) -> list[int]:
         from sklearn.cluster import DBSCAN
 
-        vectors = load_embedder(self.embedder).encode(phrases)
+        # float64 throughout: a float32 cosine can land on either side of the threshold on different CPUs
+        vectors = np.asarray(load_embedder(self.embedder, exact=True).encode(phrases), dtype=np.float64)
         labels = DBSCAN(eps=1.0 - self.similarity, min_samples=1, metric="cosine").fit_predict(vectors)
         return labels.tolist()
 
@@ -191,12 +192,12 @@ class MesoTypes:
         if config.tagger == "openai":
             options.update(base_url=config.base_url, concurrency=config.tagger_concurrency)
         normalizer = TagNormalizer(config.tag_alpha, config.tag_similarity, config.tag_association,
-                                   config.embedder)
+                                   config.tag_embedder)
         return cls(component, make_tagger(config.tagger, **options), normalizer)
 
     def check(self) -> None:
         self.tagger.check()
-        load_embedder(self.normalizer.embedder)
+        load_embedder(self.normalizer.embedder, exact=True)
 
     def plan(self, rows: int) -> list[str]:
         n = self.normalizer
