@@ -152,6 +152,9 @@ def main() -> None:
         print(f"{m['rows']:>9,} {m['baseline_s']:>16.1f} {m['build_s']:>11.1f} {m['ratio']:>6.2f} "
               f"{m['select_s']:>9.1f} {m['peak_rss_gib']:>9.2f}")
     print(f"time ~ rows^{record['scaling_exponent']} (target <= {TARGETS['exponent']})")
+    packages = ("datasets", "tokenizers", "numba", "umap-learn", "fast_hdbscan")
+    # saved after each section too: the whole run takes over an hour, and a stopped one keeps what it measured
+    save({**record, "complete": False}, args.out, packages)
     if not args.skip_macro:
         largest = max(args.rows)
         config = {"pool": str(pools[largest]), "strategy": "instruction-macro", "out": str(work / "macro"),
@@ -162,6 +165,7 @@ def main() -> None:
         print(f"instruction-macro at {largest:,} rows: {macro['build_s']:.0f} s, "
               f"peak {macro['peak_rss_gib']:.2f} GiB "
               f"(targets <= {TARGETS['macro_s']:.0f} s, <= {TARGETS['macro_rss_gib']} GiB)")
+        save({**record, "complete": False}, args.out, packages)
     if not args.skip_agreement:
         agreement = measure({"kind": "agreement", "pool": str(args.agreement_pool),
                              "component": "instruction", "sample": args.agreement_sample})
@@ -171,7 +175,7 @@ def main() -> None:
               f"ARI {agreement['ari_all_rows']:.3f} over all rows, "
               f"{agreement['ari_clustered_in_both']:.3f} over the {agreement['clustered_in_both']:,}"
               " rows clustered in both")
-    save(record, args.out, ("datasets", "tokenizers", "numba", "umap-learn", "fast_hdbscan"))
+    save({**record, "complete": True}, args.out, packages)
 
 
 if __name__ == "__main__":
