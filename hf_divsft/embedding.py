@@ -91,21 +91,28 @@ def _is_model2vec(folder: Path) -> bool:
     return config.exists() and json.loads(config.read_text()).get("model_type") == "model2vec"
 
 
-@functools.lru_cache(maxsize=4)
-def load_embedder(spec: str = DEFAULT_EMBEDDER, exact: bool = False) -> Embedder:
-    """`exact`: sentence-transformers models in float64 (a static model's vectors are what they are)."""
+def load_embedder(spec: str = DEFAULT_EMBEDDER, exact: bool = False, option: str = "--embedder") -> Embedder:
+    """`exact`: sentence-transformers models in float64 (a static model's vectors are what they are).
+    `option`: the flag that named `spec`, for the error a model that does not load gives."""
+    if not spec.strip():  # sentence-transformers accepts "" and builds a model with no modules
+        raise DivsftError(f"{option} is empty: give {DEFAULT_EMBEDDER}, {MINILM}, or a model path")
     try:
-        if spec == DEFAULT_EMBEDDER:
-            return StaticEmbedder(minilm_static_dir())
-        if spec == MINILM:
-            return SentenceTransformerEmbedder(str(minilm_dir()), exact=exact)
-        if _is_model2vec(Path(spec)):
-            return StaticEmbedder(Path(spec))
-        return SentenceTransformerEmbedder(spec, exact=exact)
+        return _loaded_embedder(spec, exact)
     except DivsftError:
         raise
     except Exception as err:
-        raise DivsftError(f"--embedder {spec}: cannot be loaded ({reason(err)})") from err
+        raise DivsftError(f"{option} {spec}: cannot be loaded ({reason(err)})") from err
+
+
+@functools.lru_cache(maxsize=4)
+def _loaded_embedder(spec: str, exact: bool) -> Embedder:
+    if spec == DEFAULT_EMBEDDER:
+        return StaticEmbedder(minilm_static_dir())
+    if spec == MINILM:
+        return SentenceTransformerEmbedder(str(minilm_dir()), exact=exact)
+    if _is_model2vec(Path(spec)):
+        return StaticEmbedder(Path(spec))
+    return SentenceTransformerEmbedder(spec, exact=exact)
 
 
 def embed_texts(texts: list[str], embedder: str = DEFAULT_EMBEDDER) -> np.ndarray:

@@ -105,6 +105,9 @@ def test_yaml_config_with_flag_override(pool_file, tmp_path):
         (("--strategy", "response-micro", "--tokenizer", "/no/such/tokenizer"), "--tokenizer /no/such/tokenizer"),
         (("--strategy", "response-micro", "--control", "colour"), "--control colour: choose length"),
         (("--strategy", "response-micro", "--control", "source:genre"), "the pool has no column 'genre'"),
+        (("--strategy", "response-meso", "--tag-embedder", "/no/such/model"), "--tag-embedder /no/such/model"),
+        (("--strategy", "response-meso", "--tag-embedder", ""), "--tag-embedder is empty"),
+        (("--strategy", "response-macro", "--embedder", ""), "--embedder is empty"),
     ],
 )
 def test_bad_requests_fail_with_one_line_and_write_nothing(pool_file, tmp_path, flags, expected):

@@ -197,7 +197,7 @@ class MesoTypes:
 
     def check(self) -> None:
         self.tagger.check()
-        load_embedder(self.normalizer.embedder, exact=True)
+        load_embedder(self.normalizer.embedder, exact=True, option="--tag-embedder")
 
     def plan(self, rows: int) -> list[str]:
         n = self.normalizer
