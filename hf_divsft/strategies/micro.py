@@ -22,6 +22,7 @@ from ..errors import DivsftError
 from ..tokenization import TokenizeColumn, load_tokenizer
 
 PAPER_POOL_SIZE = 117_000
+SMALL_IDS = 1 << 26  # ids below this are a vocabulary's, counted and looked up in tables
 FREQUENCIES = ("occurrences", "samples")
 
 
@@ -37,6 +38,10 @@ class MidBandTypes:
         self.token_column = token_column
         self.band_ids = np.sort(np.asarray(band_ids, dtype=np.int64))
         self.dtype = dtype  # the tokenizer's: int32 ids, or the whitespace tokenizer's 63-bit word hashes
+        # A vocabulary's ids index a table (one read per token); hashed words need a binary search.
+        small = bool(self.band_ids.size) and 0 <= self.band_ids[0] and self.band_ids[-1] < SMALL_IDS
+        self._table = np.zeros(int(self.band_ids[-1]) + 2 if small else 0, dtype=bool)
+        self._table[self.band_ids if small else []] = True
 
     def __call__(self, batch):
         if isinstance(batch, pa.Table):
@@ -44,11 +49,16 @@ class MidBandTypes:
         return {"types": self.types(batch[self.token_column]).to_pylist()}
 
     def types(self, token_ids) -> pa.ListArray:
-        num_rows, rows, tokens = row_pairs(token_ids)
-        slot = np.minimum(np.searchsorted(self.band_ids, tokens), max(len(self.band_ids) - 1, 0))
-        in_band = self.band_ids[slot] == tokens if len(self.band_ids) else np.zeros(len(tokens), bool)
+        num_rows, rows, tokens = row_pairs(token_ids, dtype=None)
+        in_band = self._in_band(tokens)
         rows, tokens = distinct_pairs(rows[in_band], tokens[in_band])
         return to_list_array(num_rows, rows, tokens.astype(self.dtype))
+
+    def _in_band(self, tokens: np.ndarray) -> np.ndarray:
+        if self._table.size:  # ids (never negative) past the band's read the table's last entry, False
+            return self._table[np.minimum(tokens, self._table.size - 1)]
+        slot = np.minimum(np.searchsorted(self.band_ids, tokens), max(len(self.band_ids) - 1, 0))
+        return self.band_ids[slot] == tokens if len(self.band_ids) else np.zeros(len(tokens), bool)
 
 
 @dataclass
@@ -140,16 +150,28 @@ def _token_counts(column: pa.ChunkedArray, distinct: bool,
     `distinct` counts each token once per row. Small ids (a tokenizer's vocabulary) are counted with a
     bincount; large ones (hashed words) with a merge of per-block counts.
     """
-    counts = pd.Series(dtype=np.int64)
+    counts, table = pd.Series(dtype=np.int64), np.zeros(0, dtype=np.int64)
     pending, held = [], 0
     for chunk in column.chunks:
-        _, rows, values = row_pairs(chunk)
-        pending.append(distinct_pairs(rows, values)[1] if distinct else values)
+        _, rows, values = row_pairs(chunk, dtype=None)
+        values = distinct_pairs(rows, values)[1] if distinct else values
+        if len(values) and 0 <= values.min() and values.max() < SMALL_IDS:
+            table = _added(table, np.bincount(values))
+            continue
+        pending.append(values.astype(np.int64))
         held += len(pending[-1])
         if held >= block:
             counts = counts.add(pd.Series(np.concatenate(pending)).value_counts(sort=False), fill_value=0)
             pending, held = [], 0
     if pending:
         counts = counts.add(pd.Series(np.concatenate(pending)).value_counts(sort=False), fill_value=0)
-    counts = counts.sort_index()
+    counts = counts.add(pd.Series(table, dtype=np.int64)[table > 0], fill_value=0).sort_index()
     return counts.index.to_numpy(dtype=np.int64), counts.to_numpy(dtype=np.int64)
+
+
+def _added(total: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Two bincounts summed, the shorter padded with zeros."""
+    if len(counts) > len(total):
+        total, counts = counts, total
+    total[:len(counts)] += counts
+    return total
