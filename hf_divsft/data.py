@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from datasets import Dataset, DatasetDict, Features, Value, load_dataset, load_from_disk
 from datasets.table import InMemoryTable
 
-from .arrays import take_rows, text_blocks
+from .arrays import take_rows
 from .columns import add_columns, map_batches
 from .config import PoolColumns
 from .conversations import PROBLEM, ConversationComponents, chat_format, is_blank
@@ -395,11 +395,22 @@ def pool_fingerprint(ds: Dataset) -> str:
     """Content hash of the normalised pool (ids and texts), the same on every machine."""
     digest = hashlib.sha256()
     for column in ("id", *COMPONENTS):
-        for texts in text_blocks(arrow_column(ds, column)):
-            for text in texts:
-                digest.update(text.encode("utf-8"))
-                digest.update(b"\x00")
+        for chunk in arrow_column(ds, column).chunks:
+            for start in range(0, len(chunk), 10_000):
+                digest.update(_terminated_texts(chunk.slice(start, 10_000)))
     return digest.hexdigest()
+
+
+def _terminated_texts(texts: pa.Array) -> memoryview:
+    """The UTF-8 bytes of each text followed by a NUL, back to back: read from one Arrow buffer, not
+    decoded into one Python string per row."""
+    joined = pc.binary_join_element_wise(texts, "", "\x00")  # text + NUL + ""
+    joined = joined.cast(pa.large_string()) if pa.types.is_string(joined.type) else joined
+    if not len(joined):
+        return memoryview(b"")
+    first = joined.offset
+    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int64)[first : first + len(joined) + 1]
+    return memoryview(joined.buffers()[2])[offsets[0] : offsets[-1]]
 
 
 def strip_special_tokens(text: str) -> str:
