@@ -169,9 +169,9 @@ def _lengths_of(typed: Dataset, rows: np.ndarray, component: str, tokenizer: str
     ids = f"{component}_token_ids"
     if ids in typed.column_names:
         return list_lengths(take_rows(arrow_column(typed, ids), rows))
-    encode = load_tokenizer(tokenizer).encode_batch
+    count = load_tokenizer(tokenizer).count_batch
     texts = take_rows(arrow_column(typed, component), rows)
-    return np.array([len(tokens) for block in text_blocks(texts) for tokens in encode(block)], dtype=np.int64)
+    return np.array([n for block in text_blocks(texts) for n in count(block)], dtype=np.int64)
 
 
 def _quantiles(lengths: np.ndarray) -> dict:

@@ -272,8 +272,8 @@ class Experiment:
 
             rows = sample_pool(self.spec.pool, sample, self.spec.seeds[0])
             tokenizer = load_tokenizer(self.spec.build.get("tokenizer", DEFAULT_TOKENIZER))
-            self._pool_tokens = sum(len(ids) for column in ("instruction", "response")
-                                    for ids in tokenizer.encode_batch(rows[column])) / max(rows.num_rows, 1)
+            self._pool_tokens = sum(sum(tokenizer.count_batch(rows[column]))
+                                    for column in ("instruction", "response")) / max(rows.num_rows, 1)
         return self._pool_tokens
 
 

@@ -21,6 +21,16 @@ def test_default_tokenizer_is_smollm2_from_the_gguf_package():
     assert tokenizer.tokenizer.convert_ids_to_tokens(ids) == ["Hello", "Ġworld"]
 
 
+@pytest.mark.parametrize("spec", ["smollm2", "whitespace"])
+def test_token_counts_are_the_lengths_of_the_encodings(pool, spec):
+    # lengths (controls, confounds, dry runs) are counted without building lists of ids: same numbers
+    tokenizer = load_tokenizer(spec)
+    texts = [*pool["instruction"][:200], "", "  ", "<|im_end|> x"]
+    counts = tokenizer.count_batch(texts)
+    assert counts == [len(ids) for ids in tokenizer.encode_batch(texts)]
+    assert min(counts) == 0 and max(counts) > 50
+
+
 def test_tokenizer_is_converted_into_an_empty_cache_and_replaces_a_broken_entry(tmp_path, monkeypatch):
     # A fresh machine has no cache yet; an interrupted older conversion leaves a folder without its file.
     monkeypatch.setenv("HF_DIVSFT_CACHE", str(tmp_path))
