@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+SMALL_IDS = 1 << 26  # ids below this (a vocabulary's tokens, cluster or tag ids) index tables directly
+
 
 def as_list_array(values) -> pa.ListArray:
     """A list column as one Arrow list array, from Arrow (chunked or not) or Python lists."""

@@ -54,8 +54,8 @@ def _build(config: BuildConfig, strategy: Strategy, extractor, engine: dict) -> 
     with staged_build(config.out, config.overwrite) as writer:
         for selection, measured, confound in zip(selections, metrics, confounds):
             name = strategy.config_name(int(selection.level))
-            # each level read through maps of its own, dropped with it: the pages its rows touched (1.1 GB
-            # over 7 levels of a 1M-row chat pool) leave memory instead of piling up
+            # each level read through maps of its own, dropped with it: the pages its rows touched leave
+            # memory instead of piling up over the levels
             rows = selected_rows(remapped(subsets), selection.indices)
             entry = _level_entry(name, selection, **writer.save_level(name, rows))
             entry["confounds"] = confound  # lengths and source mix: what else the level's rows differ in

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 from numba import njit
 
-from .arrays import distinct_pairs, row_pairs
+from .arrays import SMALL_IDS, distinct_pairs, row_pairs
 from .errors import DivsftError
 
 LOOKAHEAD = 8  # rows weighed per pick in Algorithm 2; 1 is plain random choice within the served type
@@ -325,7 +325,7 @@ def _least_crowded(queue_rows, start, end, chosen, row_offsets, row_values, coun
 def _pairs(types) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
     """Distinct (row, dense type) pairs as int32, sorted by row then type, and the original type ids."""
     num_rows, rows, values = row_pairs(types)
-    if len(values) and values.min() >= 0 and values.max() < 1 << 26:  # token or cluster ids: a lookup table
+    if len(values) and values.min() >= 0 and values.max() < SMALL_IDS:  # token or cluster ids: a lookup table
         present = np.bincount(values) > 0
         type_ids = np.flatnonzero(present)
         dense = (np.cumsum(present) - 1)[values]

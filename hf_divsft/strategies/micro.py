@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 from datasets import Dataset, Features, List, Value
 
-from ..arrays import distinct_pairs, row_pairs, text_blocks, to_list_array
+from ..arrays import SMALL_IDS, distinct_pairs, row_pairs, text_blocks, to_list_array
 from ..assets import DEFAULT_TOKENIZER
 from ..columns import add_columns
 from ..config import PAPER_BAND
@@ -22,7 +22,6 @@ from ..errors import DivsftError
 from ..tokenization import TokenizeColumn, load_tokenizer
 
 PAPER_POOL_SIZE = 117_000
-SMALL_IDS = 1 << 26  # ids below this are a vocabulary's, counted and looked up in tables
 FREQUENCIES = ("occurrences", "samples")
 
 
@@ -156,7 +155,9 @@ def _token_counts(column: pa.ChunkedArray, distinct: bool,
         _, rows, values = row_pairs(chunk, dtype=None)
         values = distinct_pairs(rows, values)[1] if distinct else values
         if len(values) and 0 <= values.min() and values.max() < SMALL_IDS:
-            table = _added(table, np.bincount(values))
+            step = np.bincount(values, minlength=len(table))
+            step[: len(table)] += table
+            table = step
             continue
         pending.append(values.astype(np.int64))
         held += len(pending[-1])
@@ -167,11 +168,3 @@ def _token_counts(column: pa.ChunkedArray, distinct: bool,
         counts = counts.add(pd.Series(np.concatenate(pending)).value_counts(sort=False), fill_value=0)
     counts = counts.add(pd.Series(table, dtype=np.int64)[table > 0], fill_value=0).sort_index()
     return counts.index.to_numpy(dtype=np.int64), counts.to_numpy(dtype=np.int64)
-
-
-def _added(total: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Two bincounts summed, the shorter padded with zeros."""
-    if len(counts) > len(total):
-        total, counts = counts, total
-    total[:len(counts)] += counts
-    return total
