@@ -12,18 +12,21 @@ import resource
 
 import datasets
 from common import POOL, RESULTS, save, timed
+from transformers import AutoTokenizer
 
 from hf_divsft import PAPER_LEVELS, MicroTypes, TypeSelector, load_pool, load_tokenizer
 from hf_divsft.data import arrow_column
+from hf_divsft.tokenization import _smollm2_tokenizer_dir
 
 TARGET_RATIO, TARGET_RSS_GIB = 2.0, 4.0
 
 
 
 def run_component(pool, component: str, size: int) -> dict:
-    tokenizer = load_tokenizer()
+    # the baseline as always measured: transformers' batched call, on the tokenizer micro reads
+    tokenizer = AutoTokenizer.from_pretrained(str(_smollm2_tokenizer_dir()))
     texts = arrow_column(pool, component).to_pylist()
-    _, baseline = timed(lambda: tokenizer.tokenizer(texts, add_special_tokens=False)["input_ids"])
+    _, baseline = timed(lambda: tokenizer(texts, add_special_tokens=False)["input_ids"])
 
     def extract_and_select():
         typed = MicroTypes(component).add_types(pool)

@@ -60,13 +60,18 @@ def _word_id(word: str) -> int:
 
 
 class HFTokenizer:
-    """A `transformers` tokenizer, encoded through its Rust backend without special tokens."""
+    """A `transformers` tokenizer or a bare `tokenizers.Tokenizer`, encoded through the Rust tokenizer
+    without special tokens."""
 
     id_dtype = "int32"
 
     def __init__(self, tokenizer):
+        from tokenizers import Tokenizer
+
         self.tokenizer = tokenizer
-        self._backend = getattr(tokenizer, "backend_tokenizer", None)
+        bare = isinstance(tokenizer, Tokenizer)
+        self._backend = tokenizer if bare else getattr(tokenizer, "backend_tokenizer", None)
+        self._decode_options = {"skip_special_tokens": False} if bare else {}  # transformers' default
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         if self._backend is not None:
@@ -80,7 +85,7 @@ class HFTokenizer:
         return [len(ids) for ids in self.encode_batch(texts)]
 
     def labels(self, ids: list[int], texts=None) -> dict[int, str]:
-        return {i: self.tokenizer.decode([i]) for i in ids}
+        return {i: self.tokenizer.decode([i], **self._decode_options) for i in ids}
 
 
 @functools.lru_cache(maxsize=8)
@@ -88,11 +93,16 @@ def load_tokenizer(spec: str = DEFAULT_TOKENIZER) -> TextTokenizer:
     """`smollm2` (the bundled SmolLM2-135M-Instruct GGUF), `whitespace`, or a local path / Hub id."""
     if spec == WHITESPACE_TOKENIZER:
         return WhitespaceTokenizer()
+    if spec == DEFAULT_TOKENIZER:
+        from tokenizers import Tokenizer
+
+        # our own conversion's tokenizer.json is the whole tokenizer (same ids and labels as transformers'):
+        # no transformers import, which costs each process (each Ray worker) about 2 s
+        return HFTokenizer(Tokenizer.from_file(str(_smollm2_tokenizer_dir() / "tokenizer.json")))
     from transformers import AutoTokenizer
 
-    source = _smollm2_tokenizer_dir() if spec == DEFAULT_TOKENIZER else spec
     try:
-        return HFTokenizer(AutoTokenizer.from_pretrained(str(source)))
+        return HFTokenizer(AutoTokenizer.from_pretrained(spec))
     except Exception as err:
         raise DivsftError(f"--tokenizer {spec}: cannot be loaded ({reason(err)})") from err
 

@@ -18,7 +18,7 @@ def test_default_tokenizer_is_smollm2_from_the_gguf_package():
     tokenizer = load_tokenizer()
     ids = tokenizer.encode_batch(["Hello world"])[0]
     assert ids == [19556, 905]  # SmolLM2's own vocabulary, not a stand-in
-    assert tokenizer.tokenizer.convert_ids_to_tokens(ids) == ["Hello", "Ġworld"]
+    assert tokenizer.labels(ids) == {19556: "Hello", 905: " world"}
 
 
 @pytest.mark.parametrize("spec", ["smollm2", "whitespace"])
@@ -60,9 +60,8 @@ def test_types_are_exactly_the_distinct_mid_band_tokens(pool, frequency):
 
 def test_band_excludes_function_words_and_rare_tokens(pool):
     typed = MicroTypes("response", band=(3, 60)).add_types(pool)
-    tokenizer = load_tokenizer().tokenizer
     all_types = {t for types in typed["types"][:] for t in types}
-    the = tokenizer.convert_tokens_to_ids("Ġthe")
+    the = load_tokenizer().tokenizer.token_to_id("Ġthe")
     assert the not in all_types  # far above the band
     assert len(all_types) > 500
 
@@ -106,3 +105,17 @@ def test_band_scale_rescales_bounds_to_pool_size(pool):
     micro = MicroTypes("response", band=(10, 500), scale_band=True)
     low, high = micro.bounds(pool.num_rows)
     assert low == pytest.approx(10 * pool.num_rows / 117_000) and high == pytest.approx(500 * pool.num_rows / 117_000)
+
+
+def test_the_bundled_tokenizer_without_transformers_encodes_and_labels_as_transformers_does(pool):
+    # load_tokenizer reads our converted tokenizer.json with `tokenizers` alone (no transformers import
+    # in each Ray worker): it must be the same tokenizer that transformers loads from that folder
+    from transformers import AutoTokenizer
+
+    from hf_divsft.tokenization import HFTokenizer, _smollm2_tokenizer_dir
+
+    bare, full = load_tokenizer(), HFTokenizer(AutoTokenizer.from_pretrained(str(_smollm2_tokenizer_dir())))
+    texts = [*pool["instruction"][:500], *pool["response"][:500], "<|im_start|>user\nHi<|im_end|>", "é\u200b𝔘"]
+    assert bare.encode_batch(texts) == full.encode_batch(texts)
+    every_id = list(range(full.tokenizer.vocab_size))
+    assert bare.labels(every_id) == full.labels(every_id)
