@@ -1,12 +1,14 @@
 """One way to ask a chat model, and one cache for what it answered.
 
 The LLM tagger (meso types) and the pairwise judge (evaluation) both send chat messages and read the
-reply, from an OpenAI-compatible endpoint (vLLM, TGI, OpenAI, `transformers serve`) or a local
-`transformers` model. Answers are kept in SQLite, keyed by model and request, so a rerun pays nothing.
+reply, from an OpenAI-compatible endpoint (vLLM, TGI, OpenAI, `transformers serve`), a local
+`transformers` model, or a vLLM engine in this process. Answers are kept in SQLite, keyed by model and
+request, so a rerun pays nothing.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sqlite3
@@ -19,7 +21,21 @@ from .errors import DivsftError, reason
 LLM_CACHE = "llm_cache.sqlite"
 
 
-class OpenAIChat:
+class Chat:
+    """A chat model: `complete` answers one conversation; `complete_many` answers several, one at a time
+    unless the backend batches them."""
+
+    batches = False  # True where `complete_many` generates the conversations together
+
+    def complete(self, messages: list[dict], temperature: float = 0.0, max_tokens: int = 256) -> str:
+        raise NotImplementedError
+
+    def complete_many(self, conversations: list[list[dict]], temperature: float = 0.0,
+                      max_tokens: int = 256) -> list[str]:
+        return [self.complete(messages, temperature, max_tokens) for messages in conversations]
+
+
+class OpenAIChat(Chat):
     """An OpenAI-compatible chat endpoint; the key comes from `api_key_env` and is never logged."""
 
     backend = "openai"
@@ -77,7 +93,7 @@ class OpenAIChat:
         return {"backend": self.backend, "model": self.model, "base_url": self.base_url}
 
 
-class LocalChat:
+class LocalChat(Chat):
     """A local `transformers` chat model (a path, a Hub id, or the bundled `smollm2`)."""
 
     backend = "transformers"
@@ -99,18 +115,72 @@ class LocalChat:
         return {"backend": self.backend, "model": self.model}
 
 
-def ask_until_parsed(chat: OpenAIChat | LocalChat, messages: list[dict], parse, retries: int, max_tokens: int):
+class VllmChat(Chat):
+    """A vLLM engine loaded in this process (in a Ray actor: one per GPU), loaded at the first request; a
+    list of conversations is generated together, as vLLM batches them on the GPU."""
+
+    backend = "vllm"
+    batches = True
+
+    def __init__(self, model: str):
+        self.model = model
+        self._engine = None
+
+    def __getstate__(self) -> dict:  # the engine holds a GPU: each process loads its own
+        return {key: value for key, value in self.__dict__.items() if not key.startswith("_")}
+
+    @property
+    def engine(self):
+        if getattr(self, "_engine", None) is None:
+            self.check()
+            from vllm import LLM
+
+            self._engine = LLM(model=self.model)
+        return self._engine
+
+    def complete(self, messages: list[dict], temperature: float = 0.0, max_tokens: int = 256) -> str:
+        return self.complete_many([messages], temperature, max_tokens)[0]
+
+    def complete_many(self, conversations: list[list[dict]], temperature: float = 0.0,
+                      max_tokens: int = 256) -> list[str]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(temperature=temperature, max_tokens=max_tokens)
+        return [output.outputs[0].text for output in self.engine.chat(conversations, params, use_tqdm=False)]
+
+    def check(self) -> None:
+        """vLLM is installed; the model itself loads where the maps run (a GPU actor), not here."""
+        if importlib.util.find_spec("vllm") is None:
+            raise DivsftError("--tagger vllm needs vLLM where the tagger runs: pip install vllm (on GPU "
+                              "machines), or serve the model and use --tagger openai --base-url URL")
+
+    def describe(self) -> dict:
+        return {"backend": self.backend, "model": self.model}
+
+
+def ask_until_parsed(chat: Chat, messages: list[dict], parse, retries: int, max_tokens: int):
     """(last reply, its parse or None): greedy first, then sampled retries, so a retry can answer differently.
 
     `parse` returns None for a reply it cannot use; the tagger and the judge both ask this way.
     """
-    reply, parsed = "", None
+    return ask_many_until_parsed(chat, [messages], parse, retries, max_tokens)[0]
+
+
+def ask_many_until_parsed(chat: Chat, conversations: list[list[dict]], parse, retries: int,
+                          max_tokens: int) -> list[tuple[str, object]]:
+    """`ask_until_parsed` for each conversation, each round asking again only those not parsed yet, all
+    in one `complete_many` (one generation pass on a batching engine)."""
+    replies, parsed = [""] * len(conversations), [None] * len(conversations)
+    pending = list(range(len(conversations)))
     for attempt in range(retries + 1):
-        reply = chat.complete(messages, temperature=0.0 if attempt == 0 else 0.7, max_tokens=max_tokens)
-        parsed = parse(reply)
-        if parsed is not None:
+        if not pending:
             break
-    return reply, parsed
+        answers = chat.complete_many([conversations[i] for i in pending],
+                                     temperature=0.0 if attempt == 0 else 0.7, max_tokens=max_tokens)
+        for i, reply in zip(pending, answers, strict=True):
+            replies[i], parsed[i] = reply, parse(reply)
+        pending = [i for i in pending if parsed[i] is None]
+    return list(zip(replies, parsed))
 
 
 class JsonCache:

@@ -33,7 +33,7 @@ from .strategies import COMPONENTS, STRATEGIES
 
 PAPER_LEVELS = (0, 17, 33, 50, 67, 83, 100)
 PAPER_BAND = (10, 500)  # a token is a micro type when 10 < count <= 500 in the paper's 117K pool
-TAGGERS = ("spacy", "openai", "transformers")
+TAGGERS = ("spacy", "openai", "transformers", "vllm")
 JUDGES = ("reference-nll", "pairwise")
 EVAL_CONFIGS = ("alpaca_eval", "arena_hard")
 
@@ -178,7 +178,8 @@ class BuildConfig:
         50_000, ge=100, **_help("macro: fit UMAP and HDBSCAN on a seeded sample of this "
                                 "many rows; the others take their nearest rows' cluster"))
     tagger: Literal[TAGGERS] = Field(
-        "spacy", **_help("meso: spacy (offline), openai (an endpoint) or transformers"))
+        "spacy", **_help("meso: spacy (offline), openai (an endpoint), transformers, or vllm (an "
+                         "engine in each worker: with --engine ray, one per GPU)"))
     tagger_model: str | None = Field(None, **_help("meso: the model of --tagger openai/transformers"))
     base_url: str | None = Field(None, **_help("meso: OpenAI-compatible base URL; key from OPENAI_API_KEY"))
     tagger_concurrency: int = Field(

@@ -3,6 +3,7 @@
 * `SpacyTagger` (offline default): verb-object pairs and noun-chunk heads, lemmatised.
 * `OpenAITagger`: an LLM behind any OpenAI-compatible chat endpoint (vLLM, TGI, OpenAI, `transformers serve`).
 * `TransformersTagger`: a local `transformers` chat model.
+* `VllmTagger`: a vLLM engine in the process that tags (on Ray, an actor per GPU), a batch of texts at once.
 
 The LLM taggers share one prompt, one parser that survives malformed replies (retried, then recorded as
 no tags), and one cache of tags per text hash (`chat.JsonCache`), so a rerun never pays twice. `TagColumn` is the batched
@@ -15,11 +16,12 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from datasets import List, Value
 
-from .chat import JsonCache, LocalChat, OpenAIChat, ask_until_parsed
+from .chat import Chat, JsonCache, LocalChat, OpenAIChat, VllmChat, ask_many_until_parsed, ask_until_parsed
 from .columns import FeatureColumn
 from .data import strip_special_tokens
 from .errors import DivsftError
@@ -129,7 +131,7 @@ class LLMTagger:
 
     name = "llm"
 
-    def __init__(self, chat: OpenAIChat | LocalChat, max_tags: int = 5, retries: int = 2, max_tokens: int = 256,
+    def __init__(self, chat: Chat, max_tags: int = 5, retries: int = 2, max_tokens: int = 256,
                  concurrency: int = 1, cache: JsonCache | None = None):
         self.chat = chat
         self.max_tags = max_tags
@@ -156,17 +158,14 @@ class LLMTagger:
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
     def tag_batch(self, texts: list[str]) -> list[list[str]]:
-        """Tags of each text: cached replies first, the rest `concurrency` requests at a time, each reply
-        cached as it arrives, so a build that dies mid-pool resumes where it stopped."""
+        """Tags of each text: cached replies first, then the rest, each reply cached as it arrives, so a
+        build that dies mid-pool resumes where it stopped."""
         keys = [self.key(text) for text in texts]
         known = {key: entry["tags"] for key, entry in self.cache.get_many(keys).items()}
         todo = {key: text for key, text in zip(keys, texts) if key not in known}
-        with ThreadPoolExecutor(self.concurrency) as pool:
-            futures = {pool.submit(self._tag_one, text): key for key, text in todo.items()}
-            for future in as_completed(futures):
-                result = future.result()
-                self.cache.put_many({futures[future]: result})
-                known[futures[future]] = result["tags"]
+        for key, result in self._answers(todo):
+            self.cache.put_many({key: result})
+            known[key] = result["tags"]
         return [known[key] for key in keys]
 
     @property
@@ -174,11 +173,22 @@ class LLMTagger:
         """Rows per `datasets.map` batch: small, so the progress bar moves at an LLM's pace."""
         return max(32, 4 * self.concurrency)
 
-    def _tag_one(self, text: str) -> dict:
-        """{"tags", "ok", "reply"}: a reply that never parses is recorded as no tags, with the reply kept."""
-        messages = [{"role": "user", "content": INSTAG_PROMPT.format(max_tags=self.max_tags, text=text)}]
-        reply, tags = ask_until_parsed(self.chat, messages, self._parse, self.retries, self.max_tokens)
-        return {"tags": tags or [], "ok": tags is not None, "reply": reply}
+    def _answers(self, todo: dict[str, str]) -> Iterator[tuple[str, dict]]:
+        """(key, {"tags", "ok", "reply"}) per text: a batching engine answers them all in one pass, others
+        `concurrency` requests at a time; a reply that never parses is recorded as no tags, with the reply."""
+        if self.chat.batches:
+            asked = ask_many_until_parsed(self.chat, [self._messages(text) for text in todo.values()],
+                                          self._parse, self.retries, self.max_tokens)
+            yield from zip(todo, map(_answer, asked))
+            return
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            futures = {pool.submit(ask_until_parsed, self.chat, self._messages(text), self._parse, self.retries,
+                                   self.max_tokens): key for key, text in todo.items()}
+            for future in as_completed(futures):
+                yield futures[future], _answer(future.result())
+
+    def _messages(self, text: str) -> list[dict]:
+        return [{"role": "user", "content": INSTAG_PROMPT.format(max_tags=self.max_tags, text=text)}]
 
     def _parse(self, reply: str) -> list[str] | None:
         try:
@@ -189,6 +199,11 @@ class LLMTagger:
 
     def describe(self) -> dict:
         return {"tagger": self.name, **self.chat.describe(), "max_tags": self.max_tags}
+
+
+def _answer(asked: tuple[str, list[str] | None]) -> dict:
+    reply, tags = asked
+    return {"tags": tags or [], "ok": tags is not None, "reply": reply}
 
 
 class OpenAITagger(LLMTagger):
@@ -210,8 +225,20 @@ class TransformersTagger(LLMTagger):
         super().__init__(LocalChat(model), **kwargs)
 
 
+class VllmTagger(LLMTagger):
+    """The InsTag prompt through a vLLM engine in the process that tags: with `--engine ray`, one actor per
+    GPU, each loading the model once; a map batch of texts is generated in one pass."""
+
+    name = "vllm"
+    batch_size = 512  # texts per generation pass: enough for vLLM's continuous batching to fill a GPU
+
+    def __init__(self, model: str, **kwargs):
+        super().__init__(VllmChat(model), **kwargs)
+
+
 def make_tagger(name: str = "spacy", **options) -> SpacyTagger | LLMTagger:
-    taggers = {"spacy": SpacyTagger, "openai": OpenAITagger, "transformers": TransformersTagger}
+    taggers = {"spacy": SpacyTagger, "openai": OpenAITagger, "transformers": TransformersTagger,
+               "vllm": VllmTagger}
     if name not in taggers:
         raise DivsftError(f"--tagger {name}: choose one of {', '.join(taggers)}")
     if name != "spacy" and not options.get("model"):
