@@ -23,13 +23,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from datasets import Dataset, DatasetDict, Features, Value, load_dataset, load_from_disk
+from datasets import Dataset, DatasetDict, Features, Value, load_dataset, load_dataset_builder, load_from_disk
 from datasets.table import InMemoryTable
 
 from .arrays import take_rows
 from .columns import add_columns, map_batches
 from .config import PoolColumns
 from .conversations import PROBLEM, ConversationComponents, chat_format, is_blank
+from .engines import current_engine
 from .errors import DivsftError, reason
 from .hub import repo_id_problem
 from .strategies import COMPONENTS
@@ -163,7 +164,7 @@ def _load(source: str, path: Path | None, split: str, config: str | None) -> Dat
             raise DivsftError(f"{source}: the pool has no rows")
         if builder == "json":
             _check_utf8_bytes(path, source)  # a JSON reader may quietly replace bad bytes
-        return load_dataset(builder, data_files=str(path), split="train")
+        return _loaded(builder, None, "train", data_files=str(path))
     if path is not None and ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
         saved = load_from_disk(str(path))
         if isinstance(saved, DatasetDict):
@@ -172,7 +173,20 @@ def _load(source: str, path: Path | None, split: str, config: str | None) -> Dat
                                   f"choose one of {', '.join(saved)} with --split")
             return saved[split]
         return saved
-    return load_dataset(str(path) if path else source, config, split=split)
+    return _loaded(str(path) if path else source, config, split)
+
+
+def _loaded(path: str, config: str | None, split: str, data_files: str | None = None) -> Dataset:
+    """`load_dataset`; but where the engine reads files itself (Ray) and the split is Parquet files, local or
+    on the Hub, the engine reads the files `datasets` resolves, into the same rows."""
+    engine = current_engine()
+    if engine.reads_shards:
+        builder = load_dataset_builder(path, config, data_files=data_files)
+        files = [str(file) for file in (builder.config.data_files or {}).get(split, [])]
+        readable = [file for file in files if file.startswith("hf://") or Path(file).is_file()]
+        if files and readable == files and all(file.lower().endswith(".parquet") for file in files):
+            return engine.read_parquet(files, builder.info.features)
+    return load_dataset(path, config, split=split, data_files=data_files)
 
 
 @contextlib.contextmanager

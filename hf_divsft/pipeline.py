@@ -28,26 +28,27 @@ def build(config: BuildConfig) -> dict:
     """Build every level of one strategy into `config.out`; returns the manifest it wrote (or the dry run's
     plan). The per-row maps run on `config.engine`; a dry run reads the pool locally and starts nothing."""
     strategy = Strategy.parse(config.strategy)
-    extractor = _checked_extractor(strategy, config)
+    extractor = _extractor(strategy, config)
     engine_name = "local" if config.dry_run else config.engine
-    with using(engine_name, config.ray_address) as engine:
+    # models load (and endpoints answer) while the engine starts: a Ray instance takes seconds
+    with using(engine_name, config.ray_address, lambda: _check_models(extractor, config)) as engine:
         if config.dry_run:
             return plan(config, _read(config), extractor)
-        return _build(config, strategy, extractor, engine.describe())
+        return _build(config, strategy, extractor, engine)
 
 
 def _read(config: BuildConfig) -> Pool:
     return read_pool(config.pool, config.columns, config.split, config.skip_invalid)
 
 
-def _build(config: BuildConfig, strategy: Strategy, extractor, engine: dict) -> dict:
+def _build(config: BuildConfig, strategy: Strategy, extractor, engine) -> dict:
     controls = [Control.parse(spec) for spec in config.control]
     typed, origin = _typed_pool(config, extractor, controls)
     selections, selected_from = _select_levels(typed, config, strategy, controls)
     measuring = _measure_config(config)
     metrics = _measure_levels(typed, selections, measuring) if measuring else [None] * len(selections)
     confounds = level_confounds(typed, selections, config.tokenizer, _source_column(controls, typed))
-    manifest = _manifest(config, strategy, origin, selected_from, extractor, measuring, engine)
+    manifest = _manifest(config, strategy, origin, selected_from, extractor, measuring, engine.describe())
     helpers = [c for c in typed.column_names if c.endswith(HELPER_SUFFIXES)]
     subsets = remapped(typed.remove_columns(helpers))  # pages in only the rows that are written
     del typed
@@ -80,18 +81,22 @@ def _typed_pool(config: BuildConfig, extractor, controls: list[Control]) -> tupl
     return remapped(extractor.add_types(pool, num_proc=config.num_proc)), origin
 
 
-def _checked_extractor(strategy: Strategy, config: BuildConfig):
-    """The extractor, once the output location and every model or endpoint it needs are known to work."""
+def _extractor(strategy: Strategy, config: BuildConfig):
+    """The extractor, once the output location is known to be writable; it has loaded nothing yet."""
     # local models are inputs too
     inputs = [config.pool, config.tokenizer, config.embedder, config.tag_embedder, config.tagger_model]
     check_build_output(config.out, config.overwrite, inputs=inputs)  # before any expensive step
-    extractor = strategy.extractor(config)
-    extractor.check()  # a tokenizer that does not load, an endpoint that is down: fail before the pool
+    return strategy.extractor(config)
+
+
+def _check_models(extractor, config: BuildConfig) -> None:
+    """Load every model and reach every endpoint the build needs, so that one that fails does so before
+    the pool is read."""
+    extractor.check()
     if config.metrics or config.response_tokens:
         load_tokenizer(config.tokenizer)
     if config.metrics:
         load_embedder(config.embedder)
-    return extractor
 
 
 def _select_levels(typed: Dataset, config: BuildConfig, strategy: Strategy,
@@ -142,7 +147,7 @@ def _manifest(config: BuildConfig, strategy: Strategy, origin: dict, selected_fr
         "response_tokens": list(config.response_tokens) if config.response_tokens else None,
         "metrics_settings": measuring.settings() if measuring else None,
         "hf_divsft_version": __version__,
-        "engine": engine,  # where the maps ran: {"name": "local"}, or Ray and its cluster
+        "engine": engine,  # where the maps ran: {"name": "local"}, or Ray, its cluster, the files it read
         "levels": [],
     }
 

@@ -173,6 +173,16 @@ def olah_hub(tmp_path_factory):
         yield endpoint, mirrors
 
 
+def push_to_mirror(folder: Path, bare: Path) -> None:
+    """Commit `folder`'s files to a new bare repository `bare` (branch `main`), which olah then serves."""
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(folder)], check=True)
+    subprocess.run([*git, "-C", str(folder), "add", "."], check=True)
+    subprocess.run([*git, "-C", str(folder), "commit", "-q", "-m", "files"], check=True)
+    subprocess.run([*git, "-C", str(folder), "push", "-q", str(bare), "main"], check=True)
+
+
 def hub_env(endpoint: str, home: Path) -> dict:
     """Environment for a process that talks to `endpoint` as the Hub, with its own empty cache.
 

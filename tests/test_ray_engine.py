@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -14,22 +16,25 @@ from datasets import Dataset, Features, Value, load_from_disk
 
 from hf_divsft import BuildConfig, build
 from hf_divsft.columns import add_columns
+from hf_divsft.config import PoolColumns
 from hf_divsft.engines import using
+from hf_divsft.errors import DivsftError
 from hf_divsft.tokenization import TokenizeColumn
 
+from .conftest import hub_env, push_to_mirror, read_manifest
 from .test_chat_pools import conversations, write_jsonl
 
 ray = pytest.importorskip("ray", reason="make install installs ray[data]")
 
 SMALL = {"size": 200, "levels": [0, 50, 100], "band": (10, 100), "metrics": False}
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 @pytest.fixture(scope="module")
 def ray_instance():
     """One local instance for the module, bound to 127.0.0.1, writing nothing outside its temp folder."""
-    env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
+    saved = {name: os.environ.get(name) for name in RAY_ENV}
+    os.environ.update(RAY_ENV)
     temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths have a 107-byte limit
     ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=1 << 30,
              _temp_dir=temp, log_to_driver=False)
@@ -41,8 +46,6 @@ def ray_instance():
 
 
 def test_an_unreachable_cluster_fails_in_one_line(tmp_path, pool_file):
-    from hf_divsft.errors import DivsftError
-
     assert not ray.is_initialized()  # first in the module: the instance fixture has not started yet
     with pytest.raises(DivsftError, match="could not start or join the Ray cluster at 127.0.0.1:1"):
         build(BuildConfig(pool=str(pool_file), strategy="response-micro", engine="ray",
@@ -74,13 +77,67 @@ def test_ray_chooses_the_local_engines_rows_for_both_micro_strategies(ray_instan
     assert len({level["ids_sha256"] for level in on_ray["levels"]}) == 3  # the levels differ
 
 
-def test_ray_reads_a_chat_pool_the_same_way(ray_instance, pool_file, tmp_path):
-    pool = write_jsonl(tmp_path / "chat.jsonl", conversations(pool_file))
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_ray_reads_a_chat_pool_the_same_way(ray_instance, pool_file, tmp_path, suffix):
+    rows = conversations(pool_file)
+    pool = tmp_path / f"chat{suffix}"
+    Dataset.from_list(rows).to_parquet(str(pool)) if suffix == ".parquet" else write_jsonl(pool, rows)
     local, on_ray = both_engines(tmp_path, pool=str(pool), strategy="instruction-micro",
                                  **{**SMALL, "size": 150, "band": (5, 200)})
     assert_same_levels(local, on_ray)
+    # Parquet: the workers read the file, and the conversations map reads it there too; JSON Lines: the
+    # driver reads the file (`datasets`) and sends the conversations to the workers
+    parquet = suffix == ".parquet"
+    assert on_ray["engine"]["parquet_files_read"] == parquet and on_ray["engine"]["maps_reading_files"] == parquet
     subset = load_from_disk(str(tmp_path / "ray" / "instruction_micro_d100"))
     assert subset.num_rows == 150 and "messages" in subset.column_names
+
+
+@pytest.mark.parametrize(("change", "maps_reading_files"), [("no id column", 1), ("a blank row skipped", 0),
+                                                            ("renamed columns", 0)])
+def test_maps_read_the_parquet_files_only_where_their_rows_and_columns_are_as_read(
+        ray_instance, shared_pool, tmp_path, change, maps_reading_files):
+    rows = shared_pool.select(range(2000)).remove_columns("id").to_list()
+    columns = PoolColumns()
+    if change == "a blank row skipped":
+        rows[7]["response"] = "  "
+    if change == "renamed columns":
+        rows = [{"prompt": row["instruction"], "completion": row["response"]} for row in rows]
+        columns = PoolColumns(instruction="prompt", response="completion")
+    pool = tmp_path / "pool.parquet"
+    Dataset.from_list(rows).to_parquet(str(pool))
+    local, on_ray = both_engines(tmp_path, pool=str(pool), strategy="response-micro", columns=columns,
+                                 skip_invalid=True, **SMALL)
+    assert_same_levels(local, on_ray)
+    assert on_ray["skipped"] == local["skipped"] and on_ray["pool_fingerprint"] == local["pool_fingerprint"]
+    # a map whose rows were filtered, or whose columns were renamed, is sent its columns by the driver:
+    # the files' rows would not line up with them
+    assert on_ray["engine"]["parquet_files_read"] == 1
+    assert on_ray["engine"]["maps_reading_files"] == maps_reading_files
+
+
+def test_ray_reads_a_hub_pool_on_its_workers_and_builds_what_the_local_engine_builds(olah_hub, card_pool,
+                                                                                      tmp_path):
+    endpoint, mirrors = olah_hub
+    repo = "testorg/ray-pool"
+    shutil.copytree(card_pool, tmp_path / "pool")
+    push_to_mirror(tmp_path / "pool", mirrors / "datasets" / repo)
+    manifests = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / engine
+        command = [Path(sys.executable).with_name("divsft"), "build", "--pool", repo, "--strategy",
+                   "response-micro", "--engine", engine, "--size", "200", "--levels", "0,50,100", "--band",
+                   "10,100", "--no-metrics", "--out", out]
+        # a process of its own: huggingface_hub reads HF_ENDPOINT when imported; Ray starts its own instance
+        result = subprocess.run(command, env={**hub_env(endpoint, tmp_path / "hf-home"), **RAY_ENV},
+                                capture_output=True, text=True, timeout=600, check=False)
+        assert result.returncode == 0, result.stderr[-3000:]
+        manifests[engine] = read_manifest(out)
+    local, on_ray = manifests["local"], manifests["ray"]
+    assert on_ray["engine"]["parquet_files_read"] == 1 and on_ray["engine"]["maps_reading_files"] == 1
+    assert on_ray["pool"] == local["pool"] == repo and on_ray["pool_fingerprint"] == local["pool_fingerprint"]
+    assert [level["ids_sha256"] for level in on_ray["levels"]] == [level["ids_sha256"] for level in local["levels"]]
+    assert [level["rows_sha256"] for level in on_ray["levels"]] == [level["rows_sha256"] for level in local["levels"]]
 
 
 @pytest.mark.parametrize("strategy", ["instruction-macro", "response-meso"])
@@ -147,6 +204,35 @@ def test_a_worker_killed_mid_map_changes_nothing(ray_instance, shared_pool, tmp_
     assert marker.exists() and int(marker.read_text()) != os.getpid()  # a Ray worker died, not this process
     assert survived[tokenize.output_column] == expected[tokenize.output_column]
     assert survived["id"] == expected["id"]
+
+
+class DiesAlways:
+    """A map function that kills the Ray worker running it, every time: a crash that recurs."""
+
+    def __call__(self, batch):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class EndpointDown:
+    """A map function that fails as our own code does when, say, a tagger's endpoint stops answering."""
+
+    def __call__(self, batch):
+        raise DivsftError("http://127.0.0.1:9/v1 (model m): the chat request failed (Connection refused)")
+
+
+@pytest.mark.parametrize(("fn", "error"), [
+    (DiesAlways(), r"^dies \(ray\): WorkerCrashedError: The worker died unexpectedly while executing this task"),
+    (EndpointDown(), r"^http://127.0.0.1:9/v1 \(model m\): the chat request failed \(Connection refused\)$")])
+def test_a_map_that_cannot_finish_fails_in_one_line_and_writes_no_cache_file(ray_instance, tmp_path,
+                                                                             monkeypatch, fn, error):
+    # Ray Data retries a block whose worker died forever by default; ours gives up after RETRIES
+    monkeypatch.setenv("HF_DIVSFT_CACHE", str(tmp_path / "cache"))
+    Dataset.from_dict({"value": list(range(100))}).save_to_disk(str(tmp_path / "rows"))
+    rows = load_from_disk(str(tmp_path / "rows"))  # a user's folder: the map's file would go to our cache
+    with using("ray"), pytest.raises(DivsftError, match=error) as raised:
+        add_columns(rows, fn, reads=["value"], features=Features({"doubled": Value("int64")}), desc="dies")
+    assert "\n" not in str(raised.value)
+    assert not list((tmp_path / "cache").rglob("*.arrow"))
 
 
 def test_the_shipped_cluster_config_is_valid_for_ray_up():

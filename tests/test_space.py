@@ -24,7 +24,7 @@ from hf_divsft.explorer import (
 )
 from hf_divsft.formats.eval_run import EvalRun, PairwiseJudgment
 
-from .conftest import REPO, free_port, hub_env, run_divsft, served
+from .conftest import REPO, free_port, hub_env, push_to_mirror, run_divsft, served
 
 APP = REPO / "spaces" / "divsft-explorer" / "app.py"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -114,13 +114,7 @@ def test_results_from_a_hub_dataset_repo_through_olah(demo, olah_hub, tmp_path):
     for source in [*demo.glob("runs/*/*"), *demo.glob("builds/*/*.json")]:
         (work / source.parent.relative_to(demo)).mkdir(parents=True, exist_ok=True)
         shutil.copy(source, work / source.relative_to(demo))
-    bare = mirrors / "datasets" / repo
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@localhost"]
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
-    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
-    subprocess.run([*git, "-C", str(work), "add", "."], check=True)
-    subprocess.run([*git, "-C", str(work), "commit", "-q", "-m", "results"], check=True)
-    subprocess.run([*git, "-C", str(work), "push", "-q", str(bare), "main"], check=True)
+    push_to_mirror(work, mirrors / "datasets" / repo)
     client = ("import json, sys; from hf_divsft.explorer import load_results; r = load_results(sys.argv[1]); "
               "print(json.dumps({'runs': len(r.runs), 'builds': len(r.builds), 'slopes': r.overview()[1]}))")
     result = subprocess.run([sys.executable, "-c", client, repo], env=hub_env(endpoint, tmp_path / "home"),

@@ -9,7 +9,7 @@ strategy's batch functions are written once and run on either engine. Only the p
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 
 ENGINES = ("local", "ray")
@@ -30,16 +30,18 @@ def _local():
 
 
 @contextlib.contextmanager
-def using(name: str = "local", address: str | None = None) -> Iterator:
+def using(name: str = "local", address: str | None = None,
+          while_starting: Callable[[], None] = lambda: None) -> Iterator:
     """Run the maps of the enclosed steps on engine `name`; yields the engine (its `describe()` goes into the
-    manifest). A Ray instance this starts is shut down on exit; one already running, or a cluster at
-    `address`, is left as it was."""
+    manifest) once `while_starting` has run, while the engine started. A Ray instance this starts is shut
+    down on exit; one already running, or a cluster at `address`, is left as it was."""
     if name == "local":
+        while_starting()
         engines = contextlib.nullcontext(_local())
     else:
         from .ray import RayEngine
 
-        engines = RayEngine.connected(address)
+        engines = RayEngine.connected(address, while_starting)
     with engines as engine:
         token = _engine.set(engine)
         try:

@@ -9,6 +9,7 @@ from ..columns import map_batches
 
 class LocalEngine:
     name = "local"
+    reads_shards = False  # `datasets` reads the pool's files
 
     def added_columns(self, inputs: Dataset, fn, **options) -> Dataset:
         """The columns `fn` computes from `inputs`' batches (the input columns are not kept)."""

@@ -1,56 +1,83 @@
 """The Ray engine: the local engine's batch functions, run by Ray Data's `map_batches` on a local Ray
 instance or a cluster.
 
-The driver puts the columns a step reads into Ray's object store in blocks; Ray runs the batch function
-on them as tasks (a task whose worker dies is retried on another, so a lost worker costs time, not rows)
-and the driver streams the results back, in order, into the same kind of cached Arrow file a local map
-writes. The fits and the selector then read that file on the driver, exactly as on the local engine.
+A pool of Parquet files (a file, a Hub-layout folder, or a Hub id's `hf://` files) is read by the workers,
+one task per file, and streamed in file order into a cached Arrow file on the driver. A map over columns
+read that way, unchanged, reads them from the files again on the workers; any other map's columns are put
+into Ray's object store in blocks by the driver. Ray runs the batch function as tasks (a task whose worker
+dies is retried on another, so a lost worker costs time, not rows) and the driver streams the results
+back, in order, into the same kind of cached Arrow file a local map writes. The fits and the selector then
+read those files on the driver, exactly as on the local engine.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import os
+import re
 import socket
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
-from datasets import Dataset, Features
+import pyarrow.parquet as pq
+from datasets import Dataset, DatasetInfo, Features
 from datasets.arrow_writer import ArrowWriter
-from datasets.table import InMemoryTable, MemoryMappedTable
+from datasets.fingerprint import Hasher
+from datasets.table import ConcatenationTable, InMemoryTable, MemoryMappedTable, table_cast
 from tqdm.auto import tqdm
 
 from ..artifacts import staged_file
+from ..assets import cache_dir
 from ..columns import cache_path, map_fingerprint
 from ..errors import DivsftError
 
 BLOCK_ROWS = 10_000  # rows per object-store block: Ray's unit of scheduling and of retry
+RETRIES = 3  # times a block is run again after its worker died
 ROW_INDEX = "__hf_divsft_row__"  # the row positions a map `with_indices` reads, sent with its block
 CONNECT_TIMEOUT_S = 10
-FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT")
+# The Hub's address and token go to the workers too: they read a Hub pool's files themselves.
+FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", "HF_TOKEN")
+HUB = "hf://"
+RAISED = re.compile(r"^([A-Za-z_][\w.]*): (.+)$", re.MULTILINE)  # a traceback's `module.Error: message` line
+PROJECTIONS = {"select", "drop", "replace_schema_metadata"}  # table edits that keep a file's columns as they are
 
 
 class RayEngine:
     name = "ray"
+    reads_shards = True  # `data.read_dataset` hands it a pool's Parquet files to read
 
     def __init__(self, address: str | None = None):
         self.address = address
+        self._shards: dict[str, ParquetShards] = {}  # the Arrow file a read of shards wrote -> the shards
+        self._maps_reading_files = 0
 
     @classmethod
     @contextlib.contextmanager
-    def connected(cls, address: str | None = None) -> Iterator[RayEngine]:
+    def connected(cls, address: str | None = None, while_starting: Callable[[], None] = lambda: None,
+                  ) -> Iterator[RayEngine]:
         """The engine on Ray: the instance already running in this process, the cluster at `address`, or
-        a new local instance (on 127.0.0.1, all CPUs), which is shut down on exit."""
+        a new local instance (on 127.0.0.1, all CPUs), which is shut down on exit. `while_starting` runs
+        in a thread while Ray starts (a few seconds, mostly waiting on its processes)."""
         if address is None:
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a local node binds 127.0.0.1
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         ray = _ray()
         started = not ray.is_initialized()
-        if started:
-            _start(ray, address)
+        with ThreadPoolExecutor(1) as meanwhile:
+            waiting = meanwhile.submit(while_starting)
+            if started:
+                _start(ray, address)  # Ray's own start stays on this thread: it needs the main one
         try:
+            waiting.result()
+            context = ray.data.DataContext.get_current()
+            context.execution_options.preserve_order = True  # rows come back in the order they were sent
+            context.enable_progress_bars = False  # our bars count the rows that came back
+            logging.getLogger("ray.data").setLevel(logging.WARNING)  # two log lines a map; our bars say it
             yield cls(address)
         finally:
             if started:
@@ -69,32 +96,53 @@ class RayEngine:
             table = pa.concat_tables(list(tables)) if inputs.num_rows else features.arrow_schema.empty_table()
             return Dataset(InMemoryTable(table), fingerprint=fingerprint)
         if not path.exists():
-            with staged_file(path) as staging:
-                writer = ArrowWriter(features=features, path=str(staging))
-                for table in self._mapped(inputs, fn, features, batch_size, with_indices, desc):
-                    writer.write_table(table)
-                writer.finalize()
+            _write(path, features, self._mapped(inputs, fn, features, batch_size, with_indices, desc))
         return Dataset(MemoryMappedTable.from_file(str(path)), fingerprint=fingerprint)
+
+    def read_parquet(self, files: list[str], features: Features | None) -> Dataset:
+        """The rows of Parquet `files` (local paths, or `hf://` URLs of a Hub commit) as `datasets` would
+        build them (cast to `features`, else to the first file's), read by the workers, one task per file,
+        and streamed in file order into a cached Arrow file here."""
+        ray = _ray()
+        features = features or Features.from_arrow_schema(_first_schema(ray, files[0]))
+        shards = ParquetShards(files, features)
+        fingerprint = Hasher.hash(["parquet shards", shards.identity(), features])
+        path = cache_dir() / "maps" / f"shards-{fingerprint}.arrow"
+        if not path.exists():
+            _write(path, features, _streamed(shards.dataset(ray), None, f"Reading {len(files)} Parquet file(s)"))
+        self._shards[str(path)] = shards
+        return Dataset(MemoryMappedTable.from_file(str(path)), info=DatasetInfo(features=features),
+                       fingerprint=fingerprint)
 
     def _mapped(self, inputs: Dataset, fn, features: Features, batch_size: int, with_indices: bool,
                 desc: str) -> Iterator[pa.Table]:
         ray = _ray()
-        context = ray.data.DataContext.get_current()
-        context.execution_options.preserve_order = True  # rows come back in the order they were sent
-        context.enable_progress_bars = False  # the bar below counts the rows that came back
-        blocks = ray.data.from_arrow_refs([ray.put(block) for block in _blocks(inputs, with_indices)])
+        shards = None if with_indices else self._shards_of(inputs)
+        if shards:
+            blocks, desc = shards.dataset(ray, inputs.column_names), f"{desc}, from the Parquet files"
+            self._maps_reading_files += 1
+        else:
+            blocks = ray.data.from_arrow_refs([ray.put(block) for block in _blocks(inputs, with_indices)])
         options = {"fn": fn, "features": features, "arrow": inputs.format["type"] == "arrow",
                    "with_indices": with_indices}
         if getattr(fn, "holds_model", False):
-            mapped = blocks.map_batches(ModelBatches, batch_format="pyarrow", batch_size=batch_size,
-                                        fn_constructor_kwargs=options, **_actor_pool(ray))
+            mapped = _map_batches(blocks, ModelBatches, batch_size=batch_size, fn_constructor_kwargs=options,
+                                  **_actor_pool(ray))
         else:
-            mapped = blocks.map_batches(apply_batch, batch_format="pyarrow", batch_size=batch_size,
-                                        fn_kwargs=options)
-        with tqdm(total=inputs.num_rows, desc=f"{desc} (ray)", unit=" rows") as bar:
-            for table in mapped.iter_batches(batch_format="pyarrow", batch_size=None):
-                bar.update(table.num_rows)
-                yield table
+            mapped = _map_batches(blocks, apply_batch, batch_size=batch_size, fn_kwargs=options)
+        yield from _streamed(mapped, inputs.num_rows, desc)
+
+    def _shards_of(self, inputs: Dataset) -> ParquetShards | None:
+        """The Parquet files `inputs` was read from, when its columns are theirs as read (selected or dropped,
+        not renamed, sliced or filtered): the workers then read them there, and this process sends nothing."""
+        table = inputs.data
+        parts = [table] if not isinstance(table, ConcatenationTable) else (
+            [block for block in table.blocks[0] if block.num_columns] if len(table.blocks) == 1 else [])
+        if inputs._indices is not None or len(parts) != 1 or not isinstance(parts[0], MemoryMappedTable):
+            return None
+        shards = self._shards.get(parts[0].path)
+        as_read = all(name in PROJECTIONS for name, *_ in parts[0].replays)
+        return shards if shards and as_read and set(inputs.column_names) <= set(shards.features) else None
 
     def describe(self) -> dict:
         """The engine and the cluster it ran on, for the manifest."""
@@ -102,7 +150,100 @@ class RayEngine:
         resources = ray.cluster_resources()
         return {"name": self.name, "ray_version": ray.__version__, "address": self.address or "local",
                 "nodes": sum(1 for node in ray.nodes() if node["Alive"]),
-                "cpus": int(resources.get("CPU", 0)), "gpus": int(resources.get("GPU", 0))}
+                "cpus": int(resources.get("CPU", 0)), "gpus": int(resources.get("GPU", 0)),
+                "parquet_files_read": sum(len(shards.files) for shards in self._shards.values()),
+                "maps_reading_files": self._maps_reading_files}
+
+
+class ParquetShards:
+    """A pool's Parquet files and the features `datasets` casts their rows to."""
+
+    def __init__(self, files: list[str], features: Features):
+        self.files, self.features = list(files), features
+
+    def identity(self) -> list:
+        """What the files hold: a Hub URL names its commit; a local file is its path, size and mtime."""
+        return [file if file.startswith(HUB) else [file, os.stat(file).st_size, os.stat(file).st_mtime_ns]
+                for file in self.files]
+
+    def dataset(self, ray, columns: list[str] | None = None):
+        """Their rows (or `columns` of them) as a Ray Dataset in file order, one read task per file; a local
+        file is read on this node, where its path is."""
+        schema = Features({name: self.features[name] for name in columns or self.features}).arrow_schema
+        files = ray.data.from_items([{"file": file} for file in self.files], override_num_blocks=len(self.files))
+        here = {} if all(file.startswith(HUB) for file in self.files) else _this_node(ray)
+        return _map_batches(files, read_shards, batch_size=1, fn_kwargs={"schema": schema}, **here)
+
+
+def read_shards(batch: pa.Table, schema: pa.Schema) -> Iterator[pa.Table]:
+    """The rows of each Parquet file in `batch`, a block at a time, cast to `schema` as `datasets` casts them."""
+    for file in batch.column("file").to_pylist():
+        for records in pq.ParquetFile(_local_copy(file)).iter_batches(BLOCK_ROWS, columns=schema.names):
+            yield table_cast(pa.Table.from_batches([records]), schema)
+
+
+def _local_copy(file: str) -> str:
+    """A local path to `file`: itself, or a Hub file downloaded whole into this node's Hub cache (the
+    Hub's own client, so a second read, or a rerun, downloads nothing)."""
+    if not file.startswith(HUB):
+        return file
+    from huggingface_hub import HfFileSystem, hf_hub_download
+
+    where = HfFileSystem().resolve_path(file)
+    return hf_hub_download(where.repo_id, where.path_in_repo, repo_type=where.repo_type, revision=where.revision)
+
+
+def _first_schema(ray, file: str) -> pa.Schema:
+    if not file.startswith(HUB):
+        return pq.read_schema(file)
+    return ray.get(ray.remote(lambda hub_file: pq.read_schema(_local_copy(hub_file))).remote(file))
+
+
+def _this_node(ray) -> dict:
+    """Task options that run it on this node: every node has a resource named after its address."""
+    return {"resources": {f"node:{ray.util.get_node_ip_address()}": 0.001}}
+
+
+def _map_batches(blocks, fn, **options):
+    """`blocks.map_batches(fn)` on Arrow batches, where a block whose worker dies runs again `RETRIES` times,
+    not forever (Ray Data's default), so a crash that recurs fails the build instead of looping."""
+    retries = ({"max_restarts": RETRIES, "max_task_retries": RETRIES} if "compute" in options
+               else {"max_retries": RETRIES})
+    with warnings.catch_warnings():  # Ray 2.60 sets retries only this way; pyproject keeps Ray below 2.64
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        return blocks.map_batches(fn, batch_format="pyarrow", **options, **retries)
+
+
+def _streamed(mapped, rows: int | None, desc: str) -> Iterator[pa.Table]:
+    """A Ray Dataset's blocks, in order, as they come back, counted by a progress bar."""
+    ray = _ray()
+    with tqdm(total=rows, desc=f"{desc} (ray)", unit=" rows") as bar:
+        try:
+            for table in mapped.iter_batches(batch_format="pyarrow", batch_size=None):
+                bar.update(table.num_rows)
+                yield table
+        except ray.exceptions.RayError as error:
+            raise _one_line(desc, error) from None
+
+
+def _one_line(desc: str, error: BaseException) -> DivsftError:
+    """A worker's failure as one line. Ray sends the batch function's exception back as traceback text
+    only: its last `Name: message` line that is not Ray's own is what the function raised (our own errors
+    are given as they read); without one, Ray gave up (a worker that died `RETRIES` times)."""
+    raised = [match for match in RAISED.finditer(str(error)) if not match.group(1).startswith("ray.")]
+    if not raised:
+        return DivsftError(f"{desc} (ray): {type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}")
+    name, message = raised[-1].groups()
+    return DivsftError(message if name.startswith("hf_divsft.") else f"{desc} (ray): {name}: {message}")
+
+
+def _write(path, features: Features, tables: Iterator[pa.Table]) -> None:
+    """Stream `tables` into the Arrow file `path`, which appears only once complete."""
+    with staged_file(path) as staging:
+        writer = ArrowWriter(features=features, path=str(staging))
+        for table in tables:
+            writer.write_table(table)
+        writer.finalize()
 
 
 def apply_batch(batch: pa.Table, fn, features: Features, arrow: bool, with_indices: bool) -> pa.Table:
@@ -153,7 +294,7 @@ def _start(ray, address: str | None) -> None:
         _check_reachable(address)  # ray.init would retry a dead address for minutes
     try:
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": env} if env else None)
+                 logging_level=logging.WARNING, runtime_env={"env_vars": env} if env else None)
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise _unreachable(address, error) from None
 
