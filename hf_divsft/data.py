@@ -27,7 +27,7 @@ from datasets import Dataset, DatasetDict, Features, Value, load_dataset, load_d
 from datasets.table import InMemoryTable
 
 from .arrays import take_rows
-from .columns import add_columns, map_batches
+from .columns import add_columns
 from .config import PoolColumns
 from .conversations import PROBLEM, ConversationComponents, chat_format, is_blank
 from .engines import current_engine
@@ -39,6 +39,7 @@ SPECIAL_TOKEN = re.compile(r"<\|[^|>]{1,40}\|>")  # e.g. the `<|endoftext|>` som
 DATA_FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 NEWLINE = b"\n"
 QUIET_BELOW = 64 * 2**20  # bytes: below this a read is fast enough to need no progress bar
+APPENDED = "__instruction_with_input__"
 
 
 @dataclass
@@ -304,16 +305,25 @@ def _rename_text_columns(ds: Dataset, columns: PoolColumns, label: str) -> Datas
 
 def _append_input(ds: Dataset, input_column: str, label: str) -> Dataset:
     _check_string_type(ds, input_column, label)
+    order = ds.column_names
+    appended = add_columns(ds, InputAppended(input_column), reads=["instruction", input_column], arrow=True,
+                           features=Features({APPENDED: Value("string")}),
+                           desc="Appending input to instruction")
+    return appended.remove_columns("instruction").rename_column(APPENDED, "instruction").select_columns(order)
 
-    def join(batch: dict) -> dict:
-        return {
-            "instruction": [
-                f"{text}\n\n{extra}" if extra and extra.strip() else text
-                for text, extra in zip(batch["instruction"], batch[input_column])
-            ]
-        }
 
-    return map_batches(ds, join, desc="Appending input to instruction")
+class InputAppended:
+    """Batched Arrow map function: each instruction with its row's input after a blank line, where the input
+    holds text (Alpaca-style pools), as the new column alone."""
+
+    def __init__(self, input_column: str):
+        self.input_column = input_column
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        instruction, extra = batch.column("instruction"), batch.column(self.input_column)
+        joined = pc.if_else(pa.array(~is_blank(extra.combine_chunks())),
+                            pc.binary_join_element_wise(instruction, extra, "\n\n"), instruction)
+        return pa.table({APPENDED: joined})
 
 
 def _from_conversations(ds: Dataset, column: str, label: str) -> Dataset:

@@ -182,8 +182,8 @@ class LLMTagger:
             yield from zip(todo, map(_answer, asked))
             return
         with ThreadPoolExecutor(self.concurrency) as pool:
-            futures = {pool.submit(ask_until_parsed, self.chat, self._messages(text), self._parse, self.retries,
-                                   self.max_tokens): key for key, text in todo.items()}
+            futures = {pool.submit(ask_until_parsed, self.chat, self._messages(text), self._parse,
+                                   self.retries, self.max_tokens): key for key, text in todo.items()}
             for future in as_completed(futures):
                 yield futures[future], _answer(future.result())
 

@@ -103,7 +103,8 @@ def stand_in_vllm(monkeypatch):
 
 def test_vllm_tagger_generates_a_batch_together_and_retries_only_the_unparsed(stand_in_vllm, tmp_path):
     options = {"max_tags": 3, "max_tokens": 24}
-    greedy = TransformersTagger("smollm2", retries=0, cache=JsonCache("tags", tmp_path / "local.sqlite"), **options)
+    greedy = TransformersTagger("smollm2", retries=0, cache=JsonCache("tags", tmp_path / "local.sqlite"),
+                                **options)
     expected = greedy.tag_batch(TEXTS), cached_rows(greedy.cache)
     unparsed = sum(not ok for _, ok, _ in expected[1])
     assert unparsed, "SmolLM2-135M's greedy replies to these texts are not JSON: the retry round needs one"
@@ -121,5 +122,5 @@ def test_vllm_tagger_generates_a_batch_together_and_retries_only_the_unparsed(st
 
 def test_vllm_tagger_without_vllm_fails_in_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # as if not installed
-    with pytest.raises(DivsftError, match=r"--tagger vllm needs vLLM where the tagger runs: pip install vllm"):
+    with pytest.raises(DivsftError, match=r"--tagger vllm needs vLLM where the tagger runs: pip install"):
         VllmTagger("smollm2").check()

@@ -115,7 +115,8 @@ def test_the_bundled_tokenizer_without_transformers_encodes_and_labels_as_transf
     from hf_divsft.tokenization import HFTokenizer, _smollm2_tokenizer_dir
 
     bare, full = load_tokenizer(), HFTokenizer(AutoTokenizer.from_pretrained(str(_smollm2_tokenizer_dir())))
-    texts = [*pool["instruction"][:500], *pool["response"][:500], "<|im_start|>user\nHi<|im_end|>", "é\u200b𝔘"]
+    texts = [*pool["instruction"][:500], *pool["response"][:500], "<|im_start|>user\nHi<|im_end|>",
+             "é\u200b𝔘"]
     assert bare.encode_batch(texts) == full.encode_batch(texts)
     every_id = list(range(full.tokenizer.vocab_size))
     assert bare.labels(every_id) == full.labels(every_id)

@@ -27,7 +27,8 @@ from .test_chat_pools import conversations, write_jsonl
 ray = pytest.importorskip("ray", reason="make install installs ray[data]")
 
 SMALL = {"size": 200, "levels": [0, 50, 100], "band": (10, 100), "metrics": False}
-RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
+           "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 @pytest.fixture(scope="module")
@@ -88,13 +89,14 @@ def test_ray_reads_a_chat_pool_the_same_way(ray_instance, pool_file, tmp_path, s
     # Parquet: the workers read the file, and the conversations map reads it there too; JSON Lines: the
     # driver reads the file (`datasets`) and sends the conversations to the workers
     parquet = suffix == ".parquet"
-    assert on_ray["engine"]["parquet_files_read"] == parquet and on_ray["engine"]["maps_reading_files"] == parquet
+    engine = on_ray["engine"]
+    assert engine["parquet_files_read"] == parquet and engine["maps_reading_files"] == parquet
     subset = load_from_disk(str(tmp_path / "ray" / "instruction_micro_d100"))
     assert subset.num_rows == 150 and "messages" in subset.column_names
 
 
 @pytest.mark.parametrize(("change", "maps_reading_files"), [("no id column", 1), ("a blank row skipped", 0),
-                                                            ("renamed columns", 0)])
+                                                            ("renamed columns", 0), ("an input column", 1)])
 def test_maps_read_the_parquet_files_only_where_their_rows_and_columns_are_as_read(
         ray_instance, shared_pool, tmp_path, change, maps_reading_files):
     rows = shared_pool.select(range(2000)).remove_columns("id").to_list()
@@ -104,6 +106,8 @@ def test_maps_read_the_parquet_files_only_where_their_rows_and_columns_are_as_re
     if change == "renamed columns":
         rows = [{"prompt": row["instruction"], "completion": row["response"]} for row in rows]
         columns = PoolColumns(instruction="prompt", response="completion")
+    if change == "an input column":  # appended to the instruction by a map that reads the files
+        rows = [{**row, "input": row["source"] if index % 3 else " "} for index, row in enumerate(rows)]
     pool = tmp_path / "pool.parquet"
     Dataset.from_list(rows).to_parquet(str(pool))
     local, on_ray = both_engines(tmp_path, pool=str(pool), strategy="response-micro", columns=columns,
@@ -111,7 +115,8 @@ def test_maps_read_the_parquet_files_only_where_their_rows_and_columns_are_as_re
     assert_same_levels(local, on_ray)
     assert on_ray["skipped"] == local["skipped"] and on_ray["pool_fingerprint"] == local["pool_fingerprint"]
     # a map whose rows were filtered, or whose columns were renamed, is sent its columns by the driver:
-    # the files' rows would not line up with them
+    # the files' rows would not line up with them (appending the input reads the files; tokenizing the
+    # response, a column of the joined table then, does not)
     assert on_ray["engine"]["parquet_files_read"] == 1
     assert on_ray["engine"]["maps_reading_files"] == maps_reading_files
 
@@ -136,8 +141,8 @@ def test_ray_reads_a_hub_pool_on_its_workers_and_builds_what_the_local_engine_bu
     local, on_ray = manifests["local"], manifests["ray"]
     assert on_ray["engine"]["parquet_files_read"] == 1 and on_ray["engine"]["maps_reading_files"] == 1
     assert on_ray["pool"] == local["pool"] == repo and on_ray["pool_fingerprint"] == local["pool_fingerprint"]
-    assert [level["ids_sha256"] for level in on_ray["levels"]] == [level["ids_sha256"] for level in local["levels"]]
-    assert [level["rows_sha256"] for level in on_ray["levels"]] == [level["rows_sha256"] for level in local["levels"]]
+    for key in ("ids_sha256", "rows_sha256"):
+        assert [level[key] for level in on_ray["levels"]] == [level[key] for level in local["levels"]]
 
 
 @pytest.mark.parametrize("strategy", ["instruction-macro", "response-meso"])
@@ -221,7 +226,7 @@ class EndpointDown:
 
 
 @pytest.mark.parametrize(("fn", "error"), [
-    (DiesAlways(), r"^dies \(ray\): WorkerCrashedError: The worker died unexpectedly while executing this task"),
+    (DiesAlways(), r"^dies \(ray\): WorkerCrashedError: The worker died unexpectedly while executing"),
     (EndpointDown(), r"^http://127.0.0.1:9/v1 \(model m\): the chat request failed \(Connection refused\)$")])
 def test_a_map_that_cannot_finish_fails_in_one_line_and_writes_no_cache_file(ray_instance, tmp_path,
                                                                              monkeypatch, fn, error):

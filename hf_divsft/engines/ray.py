@@ -44,7 +44,7 @@ CONNECT_TIMEOUT_S = 10
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", "HF_TOKEN")
 HUB = "hf://"
 RAISED = re.compile(r"^([A-Za-z_][\w.]*): (.+)$", re.MULTILINE)  # a traceback's `module.Error: message` line
-PROJECTIONS = {"select", "drop", "replace_schema_metadata"}  # table edits that keep a file's columns as they are
+PROJECTIONS = {"select", "drop", "replace_schema_metadata"}  # table edits that keep a file's columns as read
 
 
 class RayEngine:
@@ -109,7 +109,8 @@ class RayEngine:
         fingerprint = Hasher.hash(["parquet shards", shards.identity(), features])
         path = cache_dir() / "maps" / f"shards-{fingerprint}.arrow"
         if not path.exists():
-            _write(path, features, _streamed(shards.dataset(ray), None, f"Reading {len(files)} Parquet file(s)"))
+            read = _streamed(shards.dataset(ray), None, f"Reading {len(files)} Parquet file(s)")
+            _write(path, features, read)
         self._shards[str(path)] = shards
         return Dataset(MemoryMappedTable.from_file(str(path)), info=DatasetInfo(features=features),
                        fingerprint=fingerprint)
@@ -121,6 +122,8 @@ class RayEngine:
         if shards:
             blocks, desc = shards.dataset(ray, inputs.column_names), f"{desc}, from the Parquet files"
             self._maps_reading_files += 1
+        elif _in_files(inputs):
+            blocks = _read_here(ray, inputs, with_indices)
         else:
             blocks = ray.data.from_arrow_refs([ray.put(block) for block in _blocks(inputs, with_indices)])
         options = {"fn": fn, "features": features, "arrow": inputs.format["type"] == "arrow",
@@ -170,13 +173,14 @@ class ParquetShards:
         """Their rows (or `columns` of them) as a Ray Dataset in file order, one read task per file; a local
         file is read on this node, where its path is."""
         schema = Features({name: self.features[name] for name in columns or self.features}).arrow_schema
-        files = ray.data.from_items([{"file": file} for file in self.files], override_num_blocks=len(self.files))
+        files = ray.data.from_items([{"file": file} for file in self.files],
+                                    override_num_blocks=len(self.files))
         here = {} if all(file.startswith(HUB) for file in self.files) else _this_node(ray)
         return _map_batches(files, read_shards, batch_size=1, fn_kwargs={"schema": schema}, **here)
 
 
 def read_shards(batch: pa.Table, schema: pa.Schema) -> Iterator[pa.Table]:
-    """The rows of each Parquet file in `batch`, a block at a time, cast to `schema` as `datasets` casts them."""
+    """The rows of each Parquet file in `batch`, a block at a time, cast to `schema` as `datasets` does."""
     for file in batch.column("file").to_pylist():
         for records in pq.ParquetFile(_local_copy(file)).iter_batches(BLOCK_ROWS, columns=schema.names):
             yield table_cast(pa.Table.from_batches([records]), schema)
@@ -190,7 +194,8 @@ def _local_copy(file: str) -> str:
     from huggingface_hub import HfFileSystem, hf_hub_download
 
     where = HfFileSystem().resolve_path(file)
-    return hf_hub_download(where.repo_id, where.path_in_repo, repo_type=where.repo_type, revision=where.revision)
+    return hf_hub_download(where.repo_id, where.path_in_repo, repo_type=where.repo_type,
+                           revision=where.revision)
 
 
 def _first_schema(ray, file: str) -> pa.Schema:
@@ -200,8 +205,12 @@ def _first_schema(ray, file: str) -> pa.Schema:
 
 
 def _this_node(ray) -> dict:
-    """Task options that run it on this node: every node has a resource named after its address."""
-    return {"resources": {f"node:{ray.util.get_node_ip_address()}": 0.001}}
+    """Task options that run a read on this node, where the files are: with no CPU asked, since reading is
+    mostly I/O and a cluster's head often offers tasks no CPU (ours does: recipes/ray_clusters/aws.yaml)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    return {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(here, soft=False)}
 
 
 def _map_batches(blocks, fn, **options):
@@ -232,7 +241,8 @@ def _one_line(desc: str, error: BaseException) -> DivsftError:
     are given as they read); without one, Ray gave up (a worker that died `RETRIES` times)."""
     raised = [match for match in RAISED.finditer(str(error)) if not match.group(1).startswith("ray.")]
     if not raised:
-        return DivsftError(f"{desc} (ray): {type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}")
+        first = (str(error).strip().splitlines() or [""])[0]
+        return DivsftError(f"{desc} (ray): {type(error).__name__}: {first}")
     name, message = raised[-1].groups()
     return DivsftError(message if name.startswith("hf_divsft.") else f"{desc} (ray): {name}: {message}")
 
@@ -278,9 +288,36 @@ def _actor_pool(ray) -> dict:
     return {"compute": ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus)), "num_cpus": 1}
 
 
-def _blocks(inputs: Dataset, with_indices: bool) -> Iterator[pa.Table]:
+def _in_files(inputs: Dataset) -> bool:
+    """Whether every column of `inputs` is read from Arrow files (cached maps, a read pool), not memory."""
+    table = inputs.data
+    parts = table.blocks if isinstance(table, ConcatenationTable) else [[table]]
+    return inputs.num_rows > 0 and all(isinstance(part, MemoryMappedTable) for row in parts for part in row
+                                       if part.num_columns)
+
+
+def _read_here(ray, inputs: Dataset, with_indices: bool):
+    """`inputs`' rows as a Ray Dataset read from their files by tasks on this node, a block at a time as the
+    maps take them: this process sends only the dataset's file names and edits (how `datasets` pickles
+    a memory-mapped table), and holds none of the blocks in flight."""
+    starts = ray.data.from_items([{"start": start} for start in range(0, inputs.num_rows, BLOCK_ROWS)],
+                                 override_num_blocks=max(1, -(-inputs.num_rows // BLOCK_ROWS)))
+    return _map_batches(starts, read_rows, batch_size=1,
+                        fn_kwargs={"inputs": inputs, "with_indices": with_indices}, **_this_node(ray))
+
+
+def read_rows(batch: pa.Table, inputs: Dataset, with_indices: bool) -> Iterator[pa.Table]:
+    """The block of `inputs` at each start row in `batch`."""
+    for start in batch.column("start").to_pylist():
+        yield from _blocks(inputs, with_indices, start, start + BLOCK_ROWS)
+
+
+def _blocks(inputs: Dataset, with_indices: bool, begin: int = 0,
+            end: int | None = None) -> Iterator[pa.Table]:
+    """`inputs`' rows from `begin` to `end` in blocks of `BLOCK_ROWS`, with their positions if the map reads
+    them."""
     table = inputs.data.table
-    for start in range(0, inputs.num_rows, BLOCK_ROWS):
+    for start in range(begin, min(end or inputs.num_rows, inputs.num_rows), BLOCK_ROWS):
         block = table.slice(start, BLOCK_ROWS)
         if with_indices:
             positions = np.arange(start, start + block.num_rows, dtype=np.int64)
