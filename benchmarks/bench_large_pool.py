@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -103,7 +104,24 @@ def measure(job: dict) -> dict:
                               text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{job['kind']} failed:\n{done.stderr[-3000:]}")
-    return json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    record = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    return {**record, "bars_s": bar_seconds(done.stderr)}
+
+
+# tqdm's line: `desc: 100%|███| 75636/75636 [00:04<00:00, ...]`, or `desc: 75636 rows [00:04, ...]`
+BAR = re.compile(r"^\s*(?P<desc>.+?): +(?:\d+%\|[^|]*\| +)?\d+(?:/\d+)?(?: \w+)? +"
+                 r"\[(?P<elapsed>\d+(?::\d+)+)[<,\]]")
+
+
+def bar_seconds(stderr: str) -> dict[str, int]:
+    """Each progress bar's elapsed seconds as it last showed them (tqdm's `[mm:ss<`), by description: where
+    a build's time went."""
+    seconds = {}
+    for line in re.split(r"[\r\n]", stderr):
+        if match := BAR.match(line):
+            parts = [int(part) for part in match["elapsed"].split(":")]
+            seconds[match["desc"]] = sum(part * 60**power for power, part in enumerate(reversed(parts)))
+    return seconds
 
 
 def micro_at(pool: Path, work: Path, rows: int, size: int) -> dict:
