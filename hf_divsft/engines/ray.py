@@ -122,8 +122,6 @@ class RayEngine:
         if shards:
             blocks, desc = shards.dataset(ray, inputs.column_names), f"{desc}, from the Parquet files"
             self._maps_reading_files += 1
-        elif _in_files(inputs):
-            blocks = _read_here(ray, inputs, with_indices)
         else:
             blocks = ray.data.from_arrow_refs([ray.put(block) for block in _blocks(inputs, with_indices)])
         options = {"fn": fn, "features": features, "arrow": inputs.format["type"] == "arrow",
@@ -205,12 +203,15 @@ def _first_schema(ray, file: str) -> pa.Schema:
 
 
 def _this_node(ray) -> dict:
-    """Task options that run a read on this node, where the files are: with no CPU asked, since reading is
-    mostly I/O and a cluster's head often offers tasks no CPU (ours does: recipes/ray_clusters/aws.yaml)."""
+    """Task options that run a read on this node, where the files are. It asks for no CPU, since a cluster's
+    head often offers tasks none (ours does: recipes/ray_clusters/aws.yaml), so at most one read per CPU of
+    the cluster runs at a time: unbounded, every file's read started at once and reading the 1M-row pool
+    took 2-2.5x as long on 2 CPUs."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    here = ray.get_runtime_context().get_node_id()
-    return {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(here, soft=False)}
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return {"num_cpus": 0, "concurrency": max(1, int(ray.cluster_resources().get("CPU", 1))),
+            "scheduling_strategy": here}
 
 
 def _map_batches(blocks, fn, **options):
@@ -288,36 +289,10 @@ def _actor_pool(ray) -> dict:
     return {"compute": ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus)), "num_cpus": 1}
 
 
-def _in_files(inputs: Dataset) -> bool:
-    """Whether every column of `inputs` is read from Arrow files (cached maps, a read pool), not memory."""
-    table = inputs.data
-    parts = table.blocks if isinstance(table, ConcatenationTable) else [[table]]
-    return inputs.num_rows > 0 and all(isinstance(part, MemoryMappedTable) for row in parts for part in row
-                                       if part.num_columns)
-
-
-def _read_here(ray, inputs: Dataset, with_indices: bool):
-    """`inputs`' rows as a Ray Dataset read from their files by tasks on this node, a block at a time as the
-    maps take them: this process sends only the dataset's file names and edits (how `datasets` pickles
-    a memory-mapped table), and holds none of the blocks in flight."""
-    starts = ray.data.from_items([{"start": start} for start in range(0, inputs.num_rows, BLOCK_ROWS)],
-                                 override_num_blocks=max(1, -(-inputs.num_rows // BLOCK_ROWS)))
-    return _map_batches(starts, read_rows, batch_size=1,
-                        fn_kwargs={"inputs": inputs, "with_indices": with_indices}, **_this_node(ray))
-
-
-def read_rows(batch: pa.Table, inputs: Dataset, with_indices: bool) -> Iterator[pa.Table]:
-    """The block of `inputs` at each start row in `batch`."""
-    for start in batch.column("start").to_pylist():
-        yield from _blocks(inputs, with_indices, start, start + BLOCK_ROWS)
-
-
-def _blocks(inputs: Dataset, with_indices: bool, begin: int = 0,
-            end: int | None = None) -> Iterator[pa.Table]:
-    """`inputs`' rows from `begin` to `end` in blocks of `BLOCK_ROWS`, with their positions if the map reads
-    them."""
+def _blocks(inputs: Dataset, with_indices: bool) -> Iterator[pa.Table]:
+    """`inputs`' rows in blocks of `BLOCK_ROWS`, with their positions if the map reads them."""
     table = inputs.data.table
-    for start in range(begin, min(end or inputs.num_rows, inputs.num_rows), BLOCK_ROWS):
+    for start in range(0, inputs.num_rows, BLOCK_ROWS):
         block = table.slice(start, BLOCK_ROWS)
         if with_indices:
             positions = np.arange(start, start + block.num_rows, dtype=np.int64)
