@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import subprocess
+import sys
 from pathlib import Path
 
 from .artifacts import staged_cache_dir
@@ -37,6 +39,34 @@ def smollm2_model_dir() -> Path:
         model.save_pretrained(str(staging))
         tokenizer.save_pretrained(str(staging))
     return folder
+
+
+def smollm2_tokenizer_dir() -> Path:
+    """A plain tokenizer folder of SmolLM2-135M-Instruct, written once from the GGUF file (about 5 s).
+
+    The conversion runs in a process of its own: it is mostly gguf's pure-Python reader, which would hold this
+    process's GIL for those seconds and stall whatever runs beside it (Ray's start, on `--engine ray`).
+    """
+    folder = cache_dir() / "tokenizers" / "smollm2-135m-instruct"
+    if not (folder / "tokenizer.json").exists():
+        gguf = smollm2_gguf()
+        done = subprocess.run([sys.executable, "-m", __name__, str(folder)], capture_output=True, text=True,
+                              check=False)
+        if done.returncode:
+            failure = (done.stderr.strip().splitlines() or ["no reason given"])[-1]
+            ours = failure.removeprefix(f"{DivsftError.__module__}.{DivsftError.__name__}: ")  # as it reads
+            raise DivsftError(ours if ours != failure else
+                              f"{gguf}: converting its tokenizer into {folder} failed ({failure})")
+    return folder
+
+
+def _write_smollm2_tokenizer(folder: Path) -> None:
+    from transformers import AutoTokenizer
+
+    gguf = smollm2_gguf()
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    with staged_cache_dir(folder) as staging:
+        tokenizer.save_pretrained(str(staging))
 
 
 def check_model(name: str) -> str:
@@ -110,3 +140,7 @@ def chat_generate(name: str, messages: list[dict], sample: bool = False, max_new
             top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
         )
     return tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+if __name__ == "__main__":  # the tokenizer's conversion, in its own process (`smollm2_tokenizer_dir`)
+    _write_smollm2_tokenizer(Path(sys.argv[1]))

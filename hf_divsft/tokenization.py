@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from pathlib import Path
 from typing import Protocol
 
 from datasets import List, Value
 
-from .artifacts import staged_cache_dir
-from .assets import DEFAULT_TOKENIZER, cache_dir, smollm2_gguf
+from .assets import DEFAULT_TOKENIZER
 from .columns import FeatureColumn
 from .errors import DivsftError, reason
+from .models import smollm2_tokenizer_dir
 
 WHITESPACE_TOKENIZER = "whitespace"
 
@@ -98,29 +97,13 @@ def load_tokenizer(spec: str = DEFAULT_TOKENIZER) -> TextTokenizer:
 
         # our own conversion's tokenizer.json is the whole tokenizer (same ids and labels as transformers'):
         # no transformers import, which costs each process (each Ray worker) about 2 s
-        return HFTokenizer(Tokenizer.from_file(str(_smollm2_tokenizer_dir() / "tokenizer.json")))
+        return HFTokenizer(Tokenizer.from_file(str(smollm2_tokenizer_dir() / "tokenizer.json")))
     from transformers import AutoTokenizer
 
     try:
         return HFTokenizer(AutoTokenizer.from_pretrained(spec))
     except Exception as err:
         raise DivsftError(f"--tokenizer {spec}: cannot be loaded ({reason(err)})") from err
-
-
-def _smollm2_tokenizer_dir() -> Path:
-    """Convert the GGUF tokenizer once (about 3 s) and keep it as a plain tokenizer folder."""
-    folder = cache_dir() / "tokenizers" / "smollm2-135m-instruct"
-    if not (folder / "tokenizer.json").exists():
-        from transformers import AutoTokenizer
-
-        gguf = smollm2_gguf()
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        except Exception as err:
-            raise DivsftError(f"{gguf}: cannot read the SmolLM2 tokenizer ({reason(err)}); is torch installed?") from err
-        with staged_cache_dir(folder) as staging:
-            tokenizer.save_pretrained(str(staging))
-    return folder
 
 
 class TokenizeColumn(FeatureColumn):

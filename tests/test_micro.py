@@ -7,6 +7,7 @@ import pytest
 
 from hf_divsft import MicroTypes, load_pool, load_tokenizer
 from hf_divsft.data import arrow_column
+from hf_divsft.errors import DivsftError
 
 
 @pytest.fixture(scope="module")
@@ -107,14 +108,27 @@ def test_band_scale_rescales_bounds_to_pool_size(pool):
     assert low == pytest.approx(10 * pool.num_rows / 117_000) and high == pytest.approx(500 * pool.num_rows / 117_000)
 
 
+def test_a_tokenizer_conversion_that_fails_in_its_own_process_fails_in_one_line(tmp_path, monkeypatch):
+    from hf_divsft.models import smollm2_tokenizer_dir
+
+    cache = tmp_path / "cache"
+    cache.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("HF_DIVSFT_CACHE", str(cache))
+    with pytest.raises(DivsftError, match=r"^\S+/tokenizers/smollm2-135m-instruct: cannot be created: "
+                                          r"\S+/cache is not a folder$") as raised:
+        smollm2_tokenizer_dir()
+    assert "\n" not in str(raised.value) and cache.read_text().startswith("a file")
+
+
 def test_the_bundled_tokenizer_without_transformers_encodes_and_labels_as_transformers_does(pool):
     # load_tokenizer reads our converted tokenizer.json with `tokenizers` alone (no transformers import
     # in each Ray worker): it must be the same tokenizer that transformers loads from that folder
     from transformers import AutoTokenizer
 
-    from hf_divsft.tokenization import HFTokenizer, _smollm2_tokenizer_dir
+    from hf_divsft.models import smollm2_tokenizer_dir
+    from hf_divsft.tokenization import HFTokenizer
 
-    bare, full = load_tokenizer(), HFTokenizer(AutoTokenizer.from_pretrained(str(_smollm2_tokenizer_dir())))
+    bare, full = load_tokenizer(), HFTokenizer(AutoTokenizer.from_pretrained(str(smollm2_tokenizer_dir())))
     texts = [*pool["instruction"][:500], *pool["response"][:500], "<|im_start|>user\nHi<|im_end|>",
              "é\u200b𝔘"]
     assert bare.encode_batch(texts) == full.encode_batch(texts)
