@@ -165,7 +165,7 @@ def _load(source: str, path: Path | None, split: str, config: str | None) -> Dat
             raise DivsftError(f"{source}: the pool has no rows")
         if builder == "json":
             _check_utf8_bytes(path, source)  # a JSON reader may quietly replace bad bytes
-        return _loaded(builder, None, "train", data_files=str(path))
+        return load_dataset(builder, split="train", data_files=str(path))
     if path is not None and ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
         saved = load_from_disk(str(path))
         if isinstance(saved, DatasetDict):
@@ -174,20 +174,19 @@ def _load(source: str, path: Path | None, split: str, config: str | None) -> Dat
                                   f"choose one of {', '.join(saved)} with --split")
             return saved[split]
         return saved
-    return _loaded(str(path) if path else source, config, split)
+    return load_dataset(str(path), config, split=split) if path else _hub_loaded(source, config, split)
 
 
-def _loaded(path: str, config: str | None, split: str, data_files: str | None = None) -> Dataset:
-    """`load_dataset`; but where the engine reads files itself (Ray) and the split is Parquet files, local or
-    on the Hub, the engine reads the files `datasets` resolves, into the same rows."""
+def _hub_loaded(repo_id: str, config: str | None, split: str) -> Dataset:
+    """A Hub dataset's split; where the engine reads files itself (Ray) and the split is Parquet files, its
+    workers read the files `datasets` resolves (each node its own copy), into the same rows."""
     engine = current_engine()
     if engine.reads_shards:
-        builder = load_dataset_builder(path, config, data_files=data_files)
+        builder = load_dataset_builder(repo_id, config)
         files = [str(file) for file in (builder.config.data_files or {}).get(split, [])]
-        readable = [file for file in files if file.startswith("hf://") or Path(file).is_file()]
-        if files and readable == files and all(file.lower().endswith(".parquet") for file in files):
+        if files and all(file.startswith("hf://") and file.lower().endswith(".parquet") for file in files):
             return engine.read_parquet(files, builder.info.features)
-    return load_dataset(path, config, split=split, data_files=data_files)
+    return load_dataset(repo_id, config, split=split)
 
 
 @contextlib.contextmanager

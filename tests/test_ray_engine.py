@@ -86,39 +86,23 @@ def test_ray_reads_a_chat_pool_the_same_way(ray_instance, pool_file, tmp_path, s
     local, on_ray = both_engines(tmp_path, pool=str(pool), strategy="instruction-micro",
                                  **{**SMALL, "size": 150, "band": (5, 200)})
     assert_same_levels(local, on_ray)
-    # Parquet: the workers read the file, and the conversations map reads it there too; JSON Lines: the
-    # driver reads the file (`datasets`) and sends the conversations to the workers
-    parquet = suffix == ".parquet"
-    engine = on_ray["engine"]
-    assert engine["parquet_files_read"] == parquet and engine["maps_reading_files"] == parquet
+    # a local file, in either format, is read by the driver (`datasets`), which sends the workers its columns
+    assert on_ray["engine"]["parquet_files_read"] == on_ray["engine"]["maps_reading_files"] == 0
     subset = load_from_disk(str(tmp_path / "ray" / "instruction_micro_d100"))
     assert subset.num_rows == 150 and "messages" in subset.column_names
 
 
-@pytest.mark.parametrize(("change", "maps_reading_files"), [("no id column", 1), ("a blank row skipped", 0),
-                                                            ("renamed columns", 0), ("an input column", 1)])
-def test_maps_read_the_parquet_files_only_where_their_rows_and_columns_are_as_read(
-        ray_instance, shared_pool, tmp_path, change, maps_reading_files):
-    rows = shared_pool.select(range(2000)).remove_columns("id").to_list()
-    columns = PoolColumns()
-    if change == "a blank row skipped":
-        rows[7]["response"] = "  "
-    if change == "renamed columns":
-        rows = [{"prompt": row["instruction"], "completion": row["response"]} for row in rows]
-        columns = PoolColumns(instruction="prompt", response="completion")
-    if change == "an input column":  # appended to the instruction by a map that reads the files
-        rows = [{**row, "input": row["source"] if index % 3 else " "} for index, row in enumerate(rows)]
-    pool = tmp_path / "pool.parquet"
-    Dataset.from_list(rows).to_parquet(str(pool))
-    local, on_ray = both_engines(tmp_path, pool=str(pool), strategy="response-micro", columns=columns,
-                                 skip_invalid=True, **SMALL)
-    assert_same_levels(local, on_ray)
-    assert on_ray["skipped"] == local["skipped"] and on_ray["pool_fingerprint"] == local["pool_fingerprint"]
-    # a map whose rows were filtered, or whose columns were renamed, is sent its columns by the driver:
-    # the files' rows would not line up with them (appending the input reads the files; tokenizing the
-    # response, a column of the joined table then, does not)
-    assert on_ray["engine"]["parquet_files_read"] == 1
-    assert on_ray["engine"]["maps_reading_files"] == maps_reading_files
+def hub_build(endpoint: str, tmp_path: Path, repo: str, engine: str, *options: str) -> dict:
+    """The manifest of `divsft build` on Hub dataset `repo` (response-micro, small) with `--engine engine`, in
+    a process of its own: huggingface_hub reads HF_ENDPOINT when imported, and Ray starts its own instance."""
+    out = tmp_path / engine
+    command = [Path(sys.executable).with_name("divsft"), "build", "--pool", repo, "--strategy",
+               "response-micro", "--engine", engine, "--size", "200", "--levels", "0,50,100", "--band",
+               "10,100", "--no-metrics", "--out", out, *options]
+    result = subprocess.run(command, env={**hub_env(endpoint, tmp_path / "hf-home"), **RAY_ENV},
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return read_manifest(out)
 
 
 def test_ray_reads_a_hub_pool_on_its_workers_and_builds_what_the_local_engine_builds(olah_hub, card_pool,
@@ -127,22 +111,49 @@ def test_ray_reads_a_hub_pool_on_its_workers_and_builds_what_the_local_engine_bu
     repo = "testorg/ray-pool"
     shutil.copytree(card_pool, tmp_path / "pool")
     push_to_mirror(tmp_path / "pool", mirrors / "datasets" / repo)
-    manifests = {}
-    for engine in ("local", "ray"):
-        out = tmp_path / engine
-        command = [Path(sys.executable).with_name("divsft"), "build", "--pool", repo, "--strategy",
-                   "response-micro", "--engine", engine, "--size", "200", "--levels", "0,50,100", "--band",
-                   "10,100", "--no-metrics", "--out", out]
-        # a process of its own: huggingface_hub reads HF_ENDPOINT when imported; Ray starts its own instance
-        result = subprocess.run(command, env={**hub_env(endpoint, tmp_path / "hf-home"), **RAY_ENV},
-                                capture_output=True, text=True, timeout=600, check=False)
-        assert result.returncode == 0, result.stderr[-3000:]
-        manifests[engine] = read_manifest(out)
-    local, on_ray = manifests["local"], manifests["ray"]
+    local, on_ray = (hub_build(endpoint, tmp_path, repo, engine) for engine in ("local", "ray"))
     assert on_ray["engine"]["parquet_files_read"] == 1 and on_ray["engine"]["maps_reading_files"] == 1
     assert on_ray["pool"] == local["pool"] == repo and on_ray["pool_fingerprint"] == local["pool_fingerprint"]
     for key in ("ids_sha256", "rows_sha256"):
         assert [level[key] for level in on_ray["levels"]] == [level[key] for level in local["levels"]]
+
+
+@pytest.mark.parametrize(("change", "maps_reading_files"), [("no id column", 1), ("a blank row skipped", 0),
+                                                            ("renamed columns", 0), ("an input column", 1)])
+def test_maps_read_a_hub_pools_files_only_where_their_rows_and_columns_are_as_read(
+        olah_hub, shared_pool, tmp_path, change, maps_reading_files):
+    rows = shared_pool.select(range(2000)).remove_columns("id").to_list()
+    columns, options = PoolColumns(), ["--skip-invalid"]
+    if change == "a blank row skipped":
+        rows[7]["response"] = "  "
+    if change == "renamed columns":
+        rows = [{"prompt": row["instruction"], "completion": row["response"]} for row in rows]
+        columns = PoolColumns(instruction="prompt", response="completion")
+        options += ["--instruction-column", "prompt", "--response-column", "completion"]
+    if change == "an input column":  # appended to the instruction by a map that reads the files
+        rows = [{**row, "input": row["source"] if index % 3 else " "} for index, row in enumerate(rows)]
+    endpoint, mirrors = olah_hub
+    repo = f"testorg/{change.replace(' ', '-')}"
+    (tmp_path / "pool" / "data").mkdir(parents=True)
+    # a card that names the files: without one, `datasets` could not resolve the repo through olah
+    (tmp_path / "pool" / "README.md").write_text("---\nconfigs:\n- config_name: default\n  data_files:\n"
+                                                 "  - split: train\n    path: data/train-*.parquet\n---\n")
+    for part in range(2):  # two files: a map reads each in a task of its own, and the rows keep their order
+        shard = Dataset.from_list(rows[part * 1000:(part + 1) * 1000])
+        shard.to_parquet(str(tmp_path / "pool" / "data" / f"train-0000{part}-of-00002.parquet"))
+    push_to_mirror(tmp_path / "pool", mirrors / "datasets" / repo)
+    on_ray = hub_build(endpoint, tmp_path, repo, "ray", *options)
+    Dataset.from_list(rows).to_parquet(str(tmp_path / "pool.parquet"))
+    local = build(BuildConfig(pool=str(tmp_path / "pool.parquet"), strategy="response-micro", columns=columns,
+                              skip_invalid=True, out=str(tmp_path / "local"), **SMALL))
+    assert on_ray["skipped"] == local["skipped"] and on_ray["pool_fingerprint"] == local["pool_fingerprint"]
+    for key in ("ids_sha256", "rows_sha256"):
+        assert [level[key] for level in on_ray["levels"]] == [level[key] for level in local["levels"]]
+    # a map whose rows were filtered, or whose columns were renamed, is sent its columns by the driver:
+    # the files' rows would not line up with them (appending the input reads the files; tokenizing the
+    # response, a column of the joined table then, does not)
+    assert on_ray["engine"]["parquet_files_read"] == 2
+    assert on_ray["engine"]["maps_reading_files"] == maps_reading_files
 
 
 @pytest.mark.parametrize("strategy", ["instruction-macro", "response-meso"])

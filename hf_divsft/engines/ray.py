@@ -1,13 +1,15 @@
 """The Ray engine: the local engine's batch functions, run by Ray Data's `map_batches` on a local Ray
 instance or a cluster.
 
-A pool of Parquet files (a file, a Hub-layout folder, or a Hub id's `hf://` files) is read by the workers,
-one task per file, and streamed in file order into a cached Arrow file on the driver. A map over columns
-read that way, unchanged, reads them from the files again on the workers; any other map's columns are put
-into Ray's object store in blocks by the driver. Ray runs the batch function as tasks (a task whose worker
-dies is retried on another, so a lost worker costs time, not rows) and the driver streams the results
-back, in order, into the same kind of cached Arrow file a local map writes. The fits and the selector then
-read those files on the driver, exactly as on the local engine.
+A Hub pool's Parquet files (the `hf://` files of one commit) are read by the workers, one task per file,
+and streamed in file order into a cached Arrow file on the driver; a map over columns read that way,
+unchanged, reads them from the files again on the workers, each node from its own copy. A local pool is
+read by the driver (`datasets`), and any map over it, or over columns changed since they were read, is put
+into Ray's object store in blocks by the driver: a local file's bytes come from the driver's node either
+way, and reading them again in tasks of their own only added work. Ray runs the batch function as tasks
+(a task whose worker dies is retried on another, so a lost worker costs time, not rows) and the driver
+streams the results back, in order, into the same kind of cached Arrow file a local map writes. The fits
+and the selector then read those files on the driver, exactly as on the local engine.
 """
 
 from __future__ import annotations
@@ -42,14 +44,13 @@ ROW_INDEX = "__hf_divsft_row__"  # the row positions a map `with_indices` reads,
 CONNECT_TIMEOUT_S = 10
 # The Hub's address and token go to the workers too: they read a Hub pool's files themselves.
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", "HF_TOKEN")
-HUB = "hf://"
 RAISED = re.compile(r"^([A-Za-z_][\w.]*): (.+)$", re.MULTILINE)  # a traceback's `module.Error: message` line
 PROJECTIONS = {"select", "drop", "replace_schema_metadata"}  # table edits that keep a file's columns as read
 
 
 class RayEngine:
     name = "ray"
-    reads_shards = True  # `data.read_dataset` hands it a pool's Parquet files to read
+    reads_shards = True  # `data.read_dataset` hands it a Hub pool's Parquet files to read
 
     def __init__(self, address: str | None = None):
         self.address = address
@@ -72,16 +73,15 @@ class RayEngine:
             waiting = meanwhile.submit(while_starting)
             if started:
                 _start(ray, address)  # Ray's own start stays on this thread: it needs the main one
-        try:
-            waiting.result()
-            context = ray.data.DataContext.get_current()
-            context.execution_options.preserve_order = True  # rows come back in the order they were sent
-            context.enable_progress_bars = False  # our bars count the rows that came back
-            logging.getLogger("ray.data").setLevel(logging.WARNING)  # two log lines a map; our bars say it
-            yield cls(address)
-        finally:
-            if started:
-                ray.shutdown()
+            try:
+                _configure_data(ray)
+                if started:
+                    _warm_up(ray)
+                waiting.result()
+                yield cls(address)
+            finally:
+                if started:
+                    ray.shutdown()
 
     def added_columns(self, inputs: Dataset, fn, *, features: Features, desc: str, batch_size: int = 1000,
                       with_indices: bool = False, keep_in_memory: bool = False,
@@ -100,17 +100,18 @@ class RayEngine:
         return Dataset(MemoryMappedTable.from_file(str(path)), fingerprint=fingerprint)
 
     def read_parquet(self, files: list[str], features: Features | None) -> Dataset:
-        """The rows of Parquet `files` (local paths, or `hf://` URLs of a Hub commit) as `datasets` would
-        build them (cast to `features`, else to the first file's), read by the workers, one task per file,
-        and streamed in file order into a cached Arrow file here."""
+        """The rows of Parquet `files` (`hf://` URLs of a Hub commit) as `datasets` would build them (cast to
+        `features`, else to the first file's), read by the workers, one task per file, and streamed in file
+        order into a cached Arrow file here."""
         ray = _ray()
         features = features or Features.from_arrow_schema(_first_schema(ray, files[0]))
         shards = ParquetShards(files, features)
-        fingerprint = Hasher.hash(["parquet shards", shards.identity(), features])
+        fingerprint = Hasher.hash(["parquet shards", shards.files, features])  # each URL names its commit
         path = cache_dir() / "maps" / f"shards-{fingerprint}.arrow"
         if not path.exists():
-            read = _streamed(shards.dataset(ray), None, f"Reading {len(files)} Parquet file(s)")
-            _write(path, features, read)
+            rows = _map_batches(shards.listed(ray), read_shards, batch_size=1,
+                                fn_kwargs={"schema": shards.schema()})
+            _write(path, features, _streamed(rows, None, f"Reading {len(files)} Parquet file(s)"))
         self._shards[str(path)] = shards
         return Dataset(MemoryMappedTable.from_file(str(path)), info=DatasetInfo(features=features),
                        fingerprint=fingerprint)
@@ -119,23 +120,26 @@ class RayEngine:
                 desc: str) -> Iterator[pa.Table]:
         ray = _ray()
         shards = None if with_indices else self._shards_of(inputs)
-        if shards:
-            blocks, desc = shards.dataset(ray, inputs.column_names), f"{desc}, from the Parquet files"
+        options = {"fn": fn, "features": features, "arrow": inputs.format["type"] == "arrow",
+                   "with_indices": with_indices, "batch_size": batch_size}
+        if shards:  # a task per file, which reads the file's columns where it runs
+            blocks, per_task, desc = shards.listed(ray), 1, f"{desc}, from the Parquet files"
+            options["reads"] = shards.schema(inputs.column_names)
             self._maps_reading_files += 1
         else:
             blocks = ray.data.from_arrow_refs([ray.put(block) for block in _blocks(inputs, with_indices)])
-        options = {"fn": fn, "features": features, "arrow": inputs.format["type"] == "arrow",
-                   "with_indices": with_indices}
+            per_task = batch_size
         if getattr(fn, "holds_model", False):
-            mapped = _map_batches(blocks, ModelBatches, batch_size=batch_size, fn_constructor_kwargs=options,
+            mapped = _map_batches(blocks, ModelBatches, batch_size=per_task, fn_constructor_kwargs=options,
                                   **_actor_pool(ray))
         else:
-            mapped = _map_batches(blocks, apply_batch, batch_size=batch_size, fn_kwargs=options)
+            mapped = _map_batches(blocks, apply_batches, batch_size=per_task, fn_kwargs=options)
         yield from _streamed(mapped, inputs.num_rows, desc)
 
     def _shards_of(self, inputs: Dataset) -> ParquetShards | None:
-        """The Parquet files `inputs` was read from, when its columns are theirs as read (selected or dropped,
-        not renamed, sliced or filtered): the workers then read them there, and this process sends nothing."""
+        """The Hub Parquet files `inputs` was read from, when its columns are theirs as read (selected or
+        dropped, not renamed, sliced or filtered): the workers then read them there, and this process sends
+        nothing."""
         table = inputs.data
         parts = [table] if not isinstance(table, ConcatenationTable) else (
             [block for block in table.blocks[0] if block.num_columns] if len(table.blocks) == 1 else [])
@@ -157,38 +161,31 @@ class RayEngine:
 
 
 class ParquetShards:
-    """A pool's Parquet files and the features `datasets` casts their rows to."""
+    """A Hub pool's Parquet files and the features `datasets` casts their rows to."""
 
     def __init__(self, files: list[str], features: Features):
         self.files, self.features = list(files), features
 
-    def identity(self) -> list:
-        """What the files hold: a Hub URL names its commit; a local file is its path, size and mtime."""
-        return [file if file.startswith(HUB) else [file, os.stat(file).st_size, os.stat(file).st_mtime_ns]
-                for file in self.files]
+    def listed(self, ray):
+        """The files as a Ray Dataset, one per block, in order: a map over it runs a task per file."""
+        return ray.data.from_items([{"file": file} for file in self.files],
+                                   override_num_blocks=len(self.files))
 
-    def dataset(self, ray, columns: list[str] | None = None):
-        """Their rows (or `columns` of them) as a Ray Dataset in file order, one read task per file; a local
-        file is read on this node, where its path is."""
-        schema = Features({name: self.features[name] for name in columns or self.features}).arrow_schema
-        files = ray.data.from_items([{"file": file} for file in self.files],
-                                    override_num_blocks=len(self.files))
-        here = {} if all(file.startswith(HUB) for file in self.files) else _this_node(ray)
-        return _map_batches(files, read_shards, batch_size=1, fn_kwargs={"schema": schema}, **here)
+    def schema(self, columns: list[str] | None = None) -> pa.Schema:
+        """The Arrow schema of their rows (or `columns` of them) as `datasets` casts them."""
+        return Features({name: self.features[name] for name in columns or self.features}).arrow_schema
 
 
-def read_shards(batch: pa.Table, schema: pa.Schema) -> Iterator[pa.Table]:
-    """The rows of each Parquet file in `batch`, a block at a time, cast to `schema` as `datasets` does."""
+def read_shards(batch: pa.Table, schema: pa.Schema, rows: int = BLOCK_ROWS) -> Iterator[pa.Table]:
+    """The rows of each Parquet file in `batch`, `rows` at a time, cast to `schema` as `datasets` does."""
     for file in batch.column("file").to_pylist():
-        for records in pq.ParquetFile(_local_copy(file)).iter_batches(BLOCK_ROWS, columns=schema.names):
+        for records in pq.ParquetFile(_downloaded(file)).iter_batches(rows, columns=schema.names):
             yield table_cast(pa.Table.from_batches([records]), schema)
 
 
-def _local_copy(file: str) -> str:
-    """A local path to `file`: itself, or a Hub file downloaded whole into this node's Hub cache (the
-    Hub's own client, so a second read, or a rerun, downloads nothing)."""
-    if not file.startswith(HUB):
-        return file
+def _downloaded(file: str) -> str:
+    """The local path of Hub `file`, downloaded whole into this node's Hub cache (the Hub's own client, so a
+    second read, or a rerun, downloads nothing)."""
     from huggingface_hub import HfFileSystem, hf_hub_download
 
     where = HfFileSystem().resolve_path(file)
@@ -197,21 +194,7 @@ def _local_copy(file: str) -> str:
 
 
 def _first_schema(ray, file: str) -> pa.Schema:
-    if not file.startswith(HUB):
-        return pq.read_schema(file)
-    return ray.get(ray.remote(lambda hub_file: pq.read_schema(_local_copy(hub_file))).remote(file))
-
-
-def _this_node(ray) -> dict:
-    """Task options that run a read on this node, where the files are. It asks for no CPU, since a cluster's
-    head often offers tasks none (ours does: recipes/ray_clusters/aws.yaml), so at most one read per CPU of
-    the cluster runs at a time: unbounded, every file's read started at once and reading the 1M-row pool
-    took 2-2.5x as long on 2 CPUs."""
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    return {"num_cpus": 0, "concurrency": max(1, int(ray.cluster_resources().get("CPU", 1))),
-            "scheduling_strategy": here}
+    return ray.get(ray.remote(lambda hub_file: pq.read_schema(_downloaded(hub_file))).remote(file))
 
 
 def _map_batches(blocks, fn, **options):
@@ -257,6 +240,14 @@ def _write(path, features: Features, tables: Iterator[pa.Table]) -> None:
         writer.finalize()
 
 
+def apply_batches(batch: pa.Table, batch_size: int, reads: pa.Schema | None = None,
+                  **options) -> Iterator[pa.Table]:
+    """`apply_batch` on one Ray batch, or, where the batch lists Parquet files (`reads` the columns to read),
+    on their rows, `batch_size` at a time."""
+    for table in [batch] if reads is None else read_shards(batch, reads, batch_size):
+        yield apply_batch(table, **options)
+
+
 def apply_batch(batch: pa.Table, fn, features: Features, arrow: bool, with_indices: bool) -> pa.Table:
     """One Ray batch through a local-engine map function, given what `datasets.map` would give it."""
     args = []
@@ -276,8 +267,8 @@ class ModelBatches:
     def __init__(self, **options):
         self.options = options
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        return apply_batch(batch, **self.options)
+    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
+        yield from apply_batches(batch, **self.options)
 
 
 def _actor_pool(ray) -> dict:
@@ -309,6 +300,28 @@ def _start(ray, address: str | None) -> None:
                  logging_level=logging.WARNING, runtime_env={"env_vars": env} if env else None)
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise _unreachable(address, error) from None
+
+
+def _configure_data(ray) -> None:
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # rows come back in the order they were sent
+    context.enable_progress_bars = False  # our bars count the rows that came back
+    # each of our pipelines has one operator that uses CPUs, so Ray Data's reserving a share of the cluster
+    # for each operator only held CPUs back (on 2 CPUs, one task ran at a time for the first second)
+    context.op_resource_reservation_enabled = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # two log lines a map; our bars say it
+
+
+def _warm_up(ray) -> None:
+    """Start, while the models load, what the first map would otherwise wait for: Ray Data's own actors,
+    and one worker per CPU that has imported this module (seconds, on a small machine)."""
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    blocks = ray.data.range(cpus, override_num_blocks=cpus)
+    blocks.map_batches(_unchanged, batch_format="pyarrow").materialize()
+
+
+def _unchanged(batch):
+    return batch
 
 
 def _check_reachable(address: str) -> None:
