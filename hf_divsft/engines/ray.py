@@ -63,7 +63,7 @@ class RayEngine:
                   ) -> Iterator[RayEngine]:
         """The engine on Ray: the instance already running in this process, the cluster at `address`, or
         a new local instance (on 127.0.0.1, all CPUs), which is shut down on exit. `while_starting` runs
-        in a thread while Ray starts (a few seconds, mostly waiting on its processes)."""
+        in a thread while Ray starts and warms up (a few seconds, mostly waiting on its processes)."""
         if address is None:
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a local node binds 127.0.0.1
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
