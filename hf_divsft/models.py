@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .artifacts import staged_cache_dir
 from .assets import DEFAULT_MODEL, cache_dir, smollm2_gguf
-from .errors import DivsftError, reason
+from .errors import DivsftError, last_raised, reason
 
 
 def smollm2_model_dir() -> Path:
@@ -53,10 +53,11 @@ def smollm2_tokenizer_dir() -> Path:
         done = subprocess.run([sys.executable, "-m", __name__, str(folder)], capture_output=True, text=True,
                               check=False)
         if done.returncode:
-            failure = (done.stderr.strip().splitlines() or ["no reason given"])[-1]
-            ours = failure.removeprefix(f"{DivsftError.__module__}.{DivsftError.__name__}: ")  # as it reads
-            raise DivsftError(ours if ours != failure else
-                              f"{gguf}: converting its tokenizer into {folder} failed ({failure})")
+            raised = last_raised(done.stderr)
+            if raised and raised[0].startswith("hf_divsft."):
+                raise DivsftError(raised[1])  # ours, as it reads
+            failure = ": ".join(raised) if raised else "no reason given"
+            raise DivsftError(f"{gguf}: converting its tokenizer into {folder} failed ({failure})")
     return folder
 
 

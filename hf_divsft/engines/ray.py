@@ -18,7 +18,6 @@ import contextlib
 import importlib
 import logging
 import os
-import re
 import socket
 import warnings
 from collections.abc import Callable, Iterator
@@ -36,7 +35,7 @@ from tqdm.auto import tqdm
 from ..artifacts import staged_file
 from ..assets import cache_dir
 from ..columns import cache_path, map_fingerprint
-from ..errors import DivsftError
+from ..errors import DivsftError, last_raised
 
 BLOCK_ROWS = 10_000  # rows per object-store block: Ray's unit of scheduling and of retry
 RETRIES = 3  # times a block is run again after its worker died
@@ -44,7 +43,6 @@ ROW_INDEX = "__hf_divsft_row__"  # the row positions a map `with_indices` reads,
 CONNECT_TIMEOUT_S = 10
 # The Hub's address and token go to the workers too: they read a Hub pool's files themselves.
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", "HF_TOKEN")
-RAISED = re.compile(r"^([A-Za-z_][\w.]*): (.+)$", re.MULTILINE)  # a traceback's `module.Error: message` line
 PROJECTIONS = {"select", "drop", "replace_schema_metadata"}  # table edits that keep a file's columns as read
 
 
@@ -223,11 +221,11 @@ def _one_line(desc: str, error: BaseException) -> DivsftError:
     """A worker's failure as one line. Ray sends the batch function's exception back as traceback text
     only: its last `Name: message` line that is not Ray's own is what the function raised (our own errors
     are given as they read); without one, Ray gave up (a worker that died `RETRIES` times)."""
-    raised = [match for match in RAISED.finditer(str(error)) if not match.group(1).startswith("ray.")]
-    if not raised:
+    raised = last_raised(str(error), skip="ray.")
+    if raised is None:
         first = (str(error).strip().splitlines() or [""])[0]
         return DivsftError(f"{desc} (ray): {type(error).__name__}: {first}")
-    name, message = raised[-1].groups()
+    name, message = raised
     return DivsftError(message if name.startswith("hf_divsft.") else f"{desc} (ray): {name}: {message}")
 
 
